@@ -1,0 +1,1 @@
+"""Built-in flavors, installed as ``modelpack.flavors`` (one module per model library)."""

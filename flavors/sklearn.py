@@ -1,0 +1,121 @@
+"""scikit-learn flavor: any estimator with ``predict`` (``predict_proba`` selectable).
+
+Writes ``model.pkl`` (cloudpickle by default, ``pickle`` on request) and an MLmodel
+``sklearn`` section with MLflow's field names, so MLflow reads it natively. Also reads
+directories written by ``mlflow.sklearn`` (pickle and cloudpickle formats).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelpack.descriptor import ModelDescriptor
+from modelpack.errors import FlavorError, ModelLoadError
+from modelpack.flavor import Flavor, SavedFlavor, class_from_library, load_native
+from modelpack.flavor import save_model as _save_with
+
+FLAVOR_NAME = "sklearn"
+MODEL_FILE = "model.pkl"
+FORMATS = ("cloudpickle", "pickle")
+PREDICT_FNS = ("predict", "predict_proba")
+
+
+class SklearnFlavor(Flavor):
+    name = FLAVOR_NAME
+    loader_module = "modelpack.flavors.sklearn"
+    aliases = ("mlflow.sklearn",)
+
+    def can_save(self, model: Any) -> bool:
+        return class_from_library(model, "sklearn") and callable(getattr(model, "predict", None))
+
+    def requirements(self, model: Any) -> list[str]:
+        return ["scikit-learn", "cloudpickle"]
+
+    def save(
+        self,
+        model: Any,
+        path: Path,
+        *,
+        serialization_format: str = "cloudpickle",
+        predict_fn: str = "predict",
+    ) -> SavedFlavor:
+        if serialization_format not in FORMATS:
+            raise FlavorError(
+                f"serialization_format must be one of {list(FORMATS)}, got {serialization_format!r}"
+            )
+        if predict_fn not in PREDICT_FNS:
+            raise FlavorError(f"predict_fn must be one of {list(PREDICT_FNS)}, got {predict_fn!r}")
+        if not callable(getattr(model, predict_fn, None)):
+            raise FlavorError(f"{type(model).__name__} has no method '{predict_fn}'")
+        import sklearn
+
+        if serialization_format == "cloudpickle":
+            import cloudpickle as pickler
+        else:
+            import pickle as pickler
+        with open(path / MODEL_FILE, "wb") as fh:
+            pickler.dump(model, fh)
+        native = {
+            "pickled_model": MODEL_FILE,
+            "sklearn_version": sklearn.__version__,
+            "serialization_format": serialization_format,
+            "code": None,
+        }
+        return SavedFlavor(native=native, pyfunc={"model_path": MODEL_FILE, "predict_fn": predict_fn})
+
+    def load(self, model_dir: Path, descriptor: ModelDescriptor) -> Any:
+        conf = descriptor.flavors.get(FLAVOR_NAME) or {}
+        file_name = conf.get("pickled_model") or descriptor.pyfunc.get("model_path") or MODEL_FILE
+        fmt = conf.get("serialization_format", "cloudpickle")
+        path = model_dir / file_name
+        if not path.is_file():
+            raise ModelLoadError(f"Model file '{path}' is missing")
+        if fmt not in FORMATS:
+            raise ModelLoadError(
+                f"sklearn serialization_format '{fmt}' is not supported; supported: {list(FORMATS)}"
+            )
+        import pickle
+
+        try:
+            with open(path, "rb") as fh:
+                return pickle.load(fh)  # cloudpickle output is read by plain pickle
+        except Exception as exc:
+            raise ModelLoadError(f"Cannot unpickle '{path}': {type(exc).__name__}: {exc}") from exc
+
+    def load_pyfunc(self, model_dir: Path, descriptor: ModelDescriptor) -> SklearnPyFunc:
+        predict_fn = descriptor.pyfunc.get("predict_fn") or "predict"
+        return SklearnPyFunc(self.load(model_dir, descriptor), predict_fn)
+
+
+class SklearnPyFunc:
+    """python_function wrapper: calls the recorded predict method."""
+
+    def __init__(self, model: Any, predict_fn: str = "predict") -> None:
+        if predict_fn not in PREDICT_FNS or not callable(getattr(model, predict_fn, None)):
+            raise ModelLoadError(f"sklearn model has no usable predict_fn '{predict_fn}'")
+        self.model = model
+        self._predict = getattr(model, predict_fn)
+
+    def predict(self, model_input: Any, params: dict | None = None) -> Any:
+        return self._predict(model_input)
+
+
+_FLAVOR = SklearnFlavor()
+
+
+def save_model(model: Any, path: str | Path, **kwargs: Any) -> ModelDescriptor:
+    """Save a scikit-learn estimator; see :func:`modelpack.save_model` for the options."""
+    return _save_with(FLAVOR_NAME, model, path, **kwargs)
+
+
+def load_model(path: str | Path) -> Any:
+    """Load the native scikit-learn estimator saved at ``path``."""
+    return load_native(_FLAVOR, path)
+
+
+def _load_pyfunc(data_path: str) -> SklearnPyFunc:
+    """MLflow's loader hook: lets MLflow load a modelpack sklearn model (given modelpack installed)."""
+    path = Path(data_path)
+    model_dir = path.parent if path.is_file() else path
+    return _FLAVOR.load_pyfunc(model_dir, ModelDescriptor.read(model_dir))

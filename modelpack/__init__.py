@@ -1,0 +1,60 @@
+"""modelpack: package trained models into self-describing directories and serve them.
+
+The public API is the names in ``__all__``; they are imported lazily so that
+``import modelpack`` stays light (no pandas, Flask, gunicorn or model library).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "save_model": "modelpack.save",
+    "load_model": "modelpack.pyfunc",
+    "PyFuncModel": "modelpack.pyfunc",
+    "PythonModel": "modelpack.python_model",
+    "PythonModelContext": "modelpack.python_model",
+    "ModelDescriptor": "modelpack.descriptor",
+    "infer_signature": "modelpack.signature",
+    "ModelSignature": "modelpack.signature",
+    "get_model_dependencies": "modelpack.env.spec",
+    "ModelpackError": "modelpack.errors",
+}
+
+__all__ = [
+    "ModelDescriptor",
+    "ModelSignature",
+    "ModelpackError",
+    "PyFuncModel",
+    "PythonModel",
+    "PythonModelContext",
+    "__version__",
+    "get_model_dependencies",
+    "infer_signature",
+    "load_model",
+    "save_model",
+]
+
+if TYPE_CHECKING:
+    from .descriptor import ModelDescriptor
+    from .errors import ModelpackError
+    from .pyfunc import PyFuncModel, load_model
+    from .python_model import PythonModel, PythonModelContext
+    from .save import save_model
+    from .signature import ModelSignature, infer_signature
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelpack' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,78 @@
+"""The ``modelpack`` command group, and the one place errors become exit codes.
+
+Subcommands are imported only when invoked, so ``modelpack --help`` stays fast and
+does not import pandas, Flask, gunicorn or any model library.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from .. import __version__
+
+#: command name -> "module:attribute"; a new command is one line here and one module.
+COMMANDS = {
+    "serve": "modelpack.cli.serve:serve",
+    "predict": "modelpack.cli.predict:predict",
+    "info": "modelpack.cli.info:info",
+}
+
+#: One-line help shown by ``modelpack --help`` without importing the command modules.
+SHORT_HELP = {
+    "serve": "Serve a model over HTTP (POST /invocations).",
+    "predict": "Score a JSON or CSV file with a model, without a server.",
+    "info": "Show what a model directory holds.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["--help"]})
+@click.version_option(__version__, prog_name="modelpack")
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
+def cli(verbose: bool) -> None:
+    """modelpack: package trained models and serve them."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; modelpack errors print one clear line and exit with their code."""
+    from ..errors import ModelpackError
+
+    try:
+        cli.main(args=argv, prog_name="modelpack", standalone_mode=False)
+    except ModelpackError as exc:
+        click.echo(f"Error: {exc.message}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return 0

@@ -1,0 +1,79 @@
+"""``modelpack predict``: score a JSON or CSV file with the same decoders as the server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .options import env_manager_option, model_option
+
+CONTENT_TYPES = {"json": "application/json", "csv": "text/csv"}
+
+
+@click.command(help="Score a JSON or CSV file (same formats as POST /invocations) without a server.")
+@model_option
+@click.option("-i", "--input-path", "input_path", required=True, metavar="FILE",
+              help="Input file, or '-' for standard input.")
+@click.option("-o", "--output-path", "output_path", default=None, metavar="FILE",
+              help="Where to write the JSON predictions (default: standard output).")
+@click.option("-t", "--content-type", "content_type", type=click.Choice(sorted(CONTENT_TYPES)), default=None,
+              help="Input format (default: from the file extension, json otherwise).")
+@env_manager_option
+def predict(model_uri: str, input_path: str, output_path: str | None, content_type: str | None,
+            env_manager: str) -> None:
+    from ..descriptor import ModelDescriptor
+    from ..env import python_for_model
+    from ..errors import InvalidInputError
+
+    model_dir = Path(model_uri).expanduser().absolute()
+    ModelDescriptor.read(model_dir)  # a missing or unreadable model fails first, clearly
+    python = python_for_model(model_dir, env_manager)
+    if python != sys.executable:
+        _rerun_in(python, model_dir, input_path, output_path, content_type)
+        return
+    if content_type is None:
+        content_type = "csv" if input_path.lower().endswith(".csv") else "json"
+    if input_path == "-":
+        body = sys.stdin.buffer.read()
+    else:
+        try:
+            body = Path(input_path).read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(f"Cannot read input file '{input_path}': {exc.strerror}") from None
+
+    from ..pyfunc import load_model
+    from ..server.decode import decode_request
+    from ..server.encode import encode_predictions
+
+    model = load_model(model_dir)
+    data, params = decode_request(CONTENT_TYPES[content_type], body)
+    result = encode_predictions(model.predict(data, params=params))
+    if output_path is None:
+        sys.stdout.buffer.write(result + b"\n")
+        sys.stdout.flush()
+    else:
+        _write_atomic(Path(output_path), result + b"\n")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _rerun_in(python: str, model_dir: Path, input_path: str, output_path: str | None,
+              content_type: str | None) -> None:
+    """Run the same command with the model environment's interpreter."""
+    import subprocess
+
+    argv = [python, "-m", "modelpack.cli", "predict", "-m", str(model_dir), "-i", input_path,
+            "--env-manager", "local"]
+    if output_path:
+        argv += ["-o", output_path]
+    if content_type:
+        argv += ["-t", content_type]
+    code = subprocess.call(argv)
+    if code:
+        raise SystemExit(code)

@@ -1,0 +1,76 @@
+"""Typed settings, and the one place that reads ``MODELPACK_*`` environment variables.
+
+The CLI builds a :class:`ServeConfig` from its flags (falling back to the environment)
+and hands it to the server as command-line arguments of ``python -m modelpack.server``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 5000
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        from .errors import ModelpackError
+
+        raise ModelpackError(f"Environment variable {name} must be an integer, got {value!r}") from None
+
+
+def default_workers() -> int:
+    return env_int("MODELPACK_WORKERS", 1)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How to run the scoring server."""
+
+    model_path: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    timeout: int = 60
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    worker_class: str = "sync"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, model_path: Path, **overrides: object) -> ServeConfig:
+        """Settings from ``MODELPACK_*`` variables; explicit non-None overrides win."""
+        values: dict[str, object] = {
+            "host": env_str("MODELPACK_HOST", "127.0.0.1"),
+            "port": env_int("MODELPACK_PORT", DEFAULT_PORT),
+            "workers": default_workers(),
+            "timeout": env_int("MODELPACK_TIMEOUT", 60),
+            "max_body_bytes": env_int("MODELPACK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            "worker_class": env_str("MODELPACK_WORKER_CLASS", "sync"),
+            "log_level": env_str("MODELPACK_LOG_LEVEL", "info"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(model_path=Path(model_path), **values)  # type: ignore[arg-type]
+
+    def to_args(self) -> list[str]:
+        """The same settings as arguments of ``python -m modelpack.server``."""
+        return [
+            "--model", str(self.model_path),
+            "--host", self.host,
+            "--port", str(self.port),
+            "--workers", str(self.workers),
+            "--timeout", str(self.timeout),
+            "--max-body-bytes", str(self.max_body_bytes),
+            "--worker-class", self.worker_class,
+            "--log-level", self.log_level,
+        ]

@@ -1,0 +1,118 @@
+"""LOAD: MLmodel -> loader_module -> flavor -> python_function model.
+
+:func:`load_model` returns a :class:`PyFuncModel`, whose ``predict`` takes a pandas
+DataFrame (or a numpy array, a list of dicts, a dict of columns), checks it against the
+model's signature and calls the flavor's wrapper.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .descriptor import ModelDescriptor
+from .errors import ModelLoadError, ModelpackError
+
+logger = logging.getLogger(__name__)
+
+
+class PyFuncModel:
+    """A loaded model with a uniform ``predict``; ``metadata`` is the parsed MLmodel."""
+
+    def __init__(self, impl: Any, metadata: ModelDescriptor, model_dir: Path) -> None:
+        from .schema import SchemaEnforcer
+
+        self._impl = impl
+        self.metadata = metadata
+        self.model_dir = model_dir
+        self.signature = metadata.get_signature()
+        self._enforcer = SchemaEnforcer(self.signature)
+
+    @property
+    def loader_module(self) -> str:
+        return self.metadata.loader_module
+
+    def unwrap_python_model(self) -> Any:
+        """The flavor's own wrapper object (for custom models: holds ``python_model``)."""
+        return self._impl
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        """Predict on ``data`` after checking it (and ``params``) against the signature."""
+        data = self._enforcer.inputs(as_model_input(data))
+        params = self._enforcer.params(params)
+        return self._impl.predict(data, params=params)
+
+    def __repr__(self) -> str:
+        flavors = ", ".join(self.metadata.native_flavors) or "python_function"
+        return f"PyFuncModel(path='{self.model_dir}', flavor={flavors})"
+
+
+def as_model_input(data: Any) -> Any:
+    """Turn the accepted Python inputs into a DataFrame or numpy array (others pass through)."""
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        import pandas as pd
+
+        return pd.DataFrame.from_records(data)
+    if isinstance(data, dict) and data and not any(isinstance(v, dict) for v in data.values()):
+        import numpy as np
+        import pandas as pd
+
+        arrays = {k: np.asarray(v) for k, v in data.items()}
+        if all(a.ndim == 1 for a in arrays.values()) and len({len(a) for a in arrays.values()}) == 1:
+            return pd.DataFrame(arrays)
+        if all(a.ndim == 0 for a in arrays.values()):
+            return pd.DataFrame({k: [a.item()] for k, a in arrays.items()})
+        return arrays
+    if isinstance(data, (list, tuple)):
+        import numpy as np
+
+        return np.asarray(data)
+    return data
+
+
+def load_model(model_uri: str | os.PathLike[str]) -> PyFuncModel:
+    """Load the model directory at ``model_uri`` as a python_function model."""
+    model_dir = Path(model_uri).expanduser()
+    if str(model_uri).startswith("file://"):
+        model_dir = Path(str(model_uri)[len("file://"):])
+    return load_pyfunc_from(model_dir, ModelDescriptor.read(model_dir))
+
+
+def load_pyfunc_from(model_dir: Path, descriptor: ModelDescriptor) -> PyFuncModel:
+    """Build the PyFuncModel of an already-read descriptor."""
+    from .registry import get_registry
+
+    module = descriptor.loader_module
+    flavor = get_registry().for_loader_module(module)
+    try:
+        if flavor is not None:
+            impl = flavor.load_pyfunc(model_dir, descriptor)
+        else:
+            impl = _load_foreign(module, model_dir, descriptor)
+    except ModelpackError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Loading the model at '{model_dir}' with '{module}' failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return PyFuncModel(impl, descriptor, model_dir)
+
+
+def _load_foreign(module: str, model_dir: Path, descriptor: ModelDescriptor) -> Any:
+    """A loader module no registered flavor claims: call its ``_load_pyfunc`` like MLflow does."""
+    try:
+        loader = importlib.import_module(module)
+    except ImportError as exc:
+        from .registry import get_registry
+
+        raise ModelLoadError(
+            f"Model at '{model_dir}' needs loader module '{module}', which no registered flavor "
+            f"provides (registered: {get_registry().names}) and which cannot be imported: {exc}"
+        ) from exc
+    if not hasattr(loader, "_load_pyfunc"):
+        raise ModelLoadError(f"Loader module '{module}' has no _load_pyfunc function")
+    data = descriptor.pyfunc.get("model_path") or descriptor.pyfunc.get("data") or ""
+    return loader._load_pyfunc(str(model_dir / data))

@@ -1,0 +1,46 @@
+"""APP: the Flask application. Routes are thin: decode -> predict -> encode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, request
+
+from .. import __version__
+from ..config import ServeConfig
+from .decode import decode_request
+from .encode import encode_predictions
+from .errors import to_response
+
+JSON = "application/json"
+
+
+def create_app(model: Any, config: ServeConfig) -> Flask:
+    """A Flask app scoring ``model`` (a loaded :class:`~modelpack.pyfunc.PyFuncModel`)."""
+    app = Flask("modelpack.server")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    version = b'{"version":"%s"}' % __version__.encode()
+
+    @app.get("/ping")
+    @app.get("/health")
+    def ping() -> Response:
+        return Response(b'{"status":"ok"}', mimetype=JSON)
+
+    @app.get("/version")
+    def get_version() -> Response:
+        return Response(version, mimetype=JSON)
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        data, params = decode_request(request.mimetype, request.get_data(cache=False))
+        predictions = model.predict(data, params=params)
+        return Response(encode_predictions(predictions), mimetype=JSON)
+
+    @app.errorhandler(Exception)
+    def handle_error(exc: Exception) -> Response:
+        status, body = to_response(exc)
+        return Response(body, status=status, mimetype=JSON)
+
+    # Werkzeug answers some errors before routing (e.g. 405 on HEAD); keep those JSON too.
+    app.config["TRAP_HTTP_EXCEPTIONS"] = True
+    return app

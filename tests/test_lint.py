@@ -1,0 +1,15 @@
+"""The code base stays ruff clean (the rules are in pyproject.toml)."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (pip install -e '.[test]')")
+def test_ruff_clean():
+    out = subprocess.run(["ruff", "check", "--no-cache", str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
