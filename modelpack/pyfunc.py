@@ -39,10 +39,13 @@ class PyFuncModel:
         """The flavor's own wrapper object (for custom models: holds ``python_model``)."""
         return self._impl
 
+    def validate(self, data: Any, params: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any] | None]:
+        """``data`` and ``params`` as the model will receive them; InvalidInputError if they do not fit."""
+        return self._enforcer.inputs(as_model_input(data)), self._enforcer.params(params)
+
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """Predict on ``data`` after checking it (and ``params``) against the signature."""
-        data = self._enforcer.inputs(as_model_input(data))
-        params = self._enforcer.params(params)
+        data, params = self.validate(data, params)
         return self._impl.predict(data, params=params)
 
     def __repr__(self) -> str:

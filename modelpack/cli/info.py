@@ -11,48 +11,19 @@ import click
 from .options import model_option
 
 
-def describe(model_dir: Path) -> dict[str, Any]:
-    """A JSON-ready summary of a model directory (also used by the server's /metadata)."""
-    from ..descriptor import ModelDescriptor
-    from ..env.spec import REQUIREMENTS_FILE
-
-    d = ModelDescriptor.read(model_dir)
-    pyfunc = d.flavors.get("python_function", {})
-    req_path = model_dir / REQUIREMENTS_FILE
-    requirements = req_path.read_text().split() if req_path.is_file() else []
-    files = {
-        str(p.relative_to(model_dir)): p.stat().st_size
-        for p in sorted(model_dir.rglob("*")) if p.is_file()
-    }
-    return {
-        "path": str(model_dir),
-        "flavors": {name: conf for name, conf in d.flavors.items()},
-        "loader_module": pyfunc.get("loader_module"),
-        "python_version": pyfunc.get("python_version"),
-        "model_uuid": d.model_uuid,
-        "utc_time_created": d.utc_time_created,
-        "modelpack_version": d.modelpack_version,
-        "mlflow_version": d.extra.get("mlflow_version"),
-        "signature": d.signature,
-        "saved_input_example_info": d.saved_input_example_info,
-        "metadata": d.metadata,
-        "requirements": requirements,
-        "files": files,
-    }
-
-
 @click.command(help="Show what a model directory holds: flavors, signature, requirements, files.")
 @model_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(model_uri: str, as_json: bool) -> None:
+    from ..summary import describe
+
     summary = describe(Path(model_uri).expanduser().absolute())
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
-    native = [n for n in summary["flavors"] if n != "python_function"] or ["python_function"]
     lines = [
         f"Model:         {summary['path']}",
-        f"Flavor:        {', '.join(native)} (loader {summary['loader_module']})",
+        f"Flavor:        {summary['flavor']} (loader {summary['loader_module']})",
         f"Python:        {summary['python_version']}",
         f"Saved by:      modelpack {summary['modelpack_version'] or '-'}"
         + (f", mlflow {summary['mlflow_version']}" if summary["mlflow_version"] else ""),
@@ -73,11 +44,9 @@ def info(model_uri: str, as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
-def _short_schema(text: str) -> str:
-    try:
-        specs = json.loads(text)
-    except ValueError:
-        return text
+def _short_schema(specs: Any) -> str:
+    if not isinstance(specs, list):
+        return str(specs)
     parts = []
     for s in specs:
         kind = s.get("type")
@@ -85,5 +54,7 @@ def _short_schema(text: str) -> str:
             ts = s.get("tensor-spec", {})
             kind = f"tensor<{ts.get('dtype')}>{tuple(ts.get('shape', []))}"
         name = s.get("name")
+        if "default" in s:  # a param spec
+            kind = f"{kind} = {s['default']!r}"
         parts.append(f"{name}: {kind}" if name else str(kind))
     return ", ".join(parts)

@@ -19,6 +19,7 @@ COMMANDS = {
     "serve": "modelpack.cli.serve:serve",
     "predict": "modelpack.cli.predict:predict",
     "info": "modelpack.cli.info:info",
+    "validate": "modelpack.cli.validate:validate",
 }
 
 #: One-line help shown by ``modelpack --help`` without importing the command modules.
@@ -26,6 +27,7 @@ SHORT_HELP = {
     "serve": "Serve a model over HTTP (POST /invocations).",
     "predict": "Score a JSON or CSV file with a model, without a server.",
     "info": "Show what a model directory holds.",
+    "validate": "Check a request body against a model's signature, without a server.",
 }
 
 

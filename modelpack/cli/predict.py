@@ -25,7 +25,6 @@ def predict(model_uri: str, input_path: str, output_path: str | None, content_ty
             env_manager: str) -> None:
     from ..descriptor import ModelDescriptor
     from ..env import python_for_model
-    from ..errors import InvalidInputError
 
     model_dir = Path(model_uri).expanduser().absolute()
     ModelDescriptor.read(model_dir)  # a missing or unreadable model fails first, clearly
@@ -35,13 +34,7 @@ def predict(model_uri: str, input_path: str, output_path: str | None, content_ty
         return
     if content_type is None:
         content_type = "csv" if input_path.lower().endswith(".csv") else "json"
-    if input_path == "-":
-        body = sys.stdin.buffer.read()
-    else:
-        try:
-            body = Path(input_path).read_bytes()
-        except OSError as exc:
-            raise InvalidInputError(f"Cannot read input file '{input_path}': {exc.strerror}") from None
+    body = read_body(input_path)
 
     from ..pyfunc import load_model
     from ..server.decode import decode_request
@@ -55,6 +48,18 @@ def predict(model_uri: str, input_path: str, output_path: str | None, content_ty
         sys.stdout.flush()
     else:
         _write_atomic(Path(output_path), result + b"\n")
+
+
+def read_body(input_path: str) -> bytes:
+    """The bytes of ``input_path`` ('-' is standard input); InvalidInputError if unreadable."""
+    from ..errors import InvalidInputError
+
+    if input_path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(input_path).read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"Cannot read input file '{input_path}': {exc.strerror}") from None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -20,6 +20,7 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
     app = Flask("modelpack.server")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     version = b'{"version":"%s"}' % __version__.encode()
+    metadata = _metadata_body(model)
 
     @app.get("/ping")
     @app.get("/health")
@@ -29,6 +30,10 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
     @app.get("/version")
     def get_version() -> Response:
         return Response(version, mimetype=JSON)
+
+    @app.get("/metadata")
+    def get_metadata() -> Response:
+        return Response(metadata, mimetype=JSON)
 
     @app.post("/invocations")
     def invocations() -> Response:
@@ -44,3 +49,17 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
     # Werkzeug answers some errors before routing (e.g. 405 on HEAD); keep those JSON too.
     app.config["TRAP_HTTP_EXCEPTIONS"] = True
     return app
+
+
+def _metadata_body(model: Any) -> bytes:
+    """What a client needs to build a request: flavor, signature, example, versions (computed once)."""
+    import platform
+
+    import orjson
+
+    from ..summary import describe
+
+    summary = describe(model.model_dir, model.metadata, files=False)
+    summary.pop("path")
+    summary["server"] = {"modelpack_version": __version__, "python_version": platform.python_version()}
+    return orjson.dumps(summary)
