@@ -32,6 +32,13 @@ class PyFuncModel:
         self._enforcer = SchemaEnforcer(self.signature)
 
     @property
+    def all_double_inputs(self) -> bool:
+        """Whether the signature makes every input column a double (a decoding shortcut)."""
+        import numpy as np
+
+        return self._enforcer.numeric_dtype == np.float64
+
+    @property
     def loader_module(self) -> str:
         return self.metadata.loader_module
 

@@ -405,6 +405,15 @@ class SchemaEnforcer:
         self._param_specs = {p.name: p for p in param_schema} if param_schema else None
         self._defaults = param_schema.defaults if param_schema else {}
 
+    @property
+    def numeric_dtype(self) -> np.dtype | None:
+        """The one dtype of every input column when all are float or all double (else None).
+
+        Lets a decoder build such input as one numpy block straight away.
+        """
+        plan = self._plan
+        return plan.block_dtype if isinstance(plan, _ColumnPlan) and plan.named else None
+
     def inputs(self, data: Any) -> Any:
         """Return ``data`` checked and safely cast for the model, or raise InvalidInputError."""
         if self._plan is None:

@@ -41,7 +41,7 @@ def predict(model_uri: str, input_path: str, output_path: str | None, content_ty
     from ..server.encode import encode_predictions
 
     model = load_model(model_dir)
-    data, params = decode_request(CONTENT_TYPES[content_type], body)
+    data, params = decode_request(CONTENT_TYPES[content_type], body, model.all_double_inputs)
     result = encode_predictions(model.predict(data, params=params))
     if output_path is None:
         sys.stdout.buffer.write(result + b"\n")

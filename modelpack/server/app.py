@@ -21,6 +21,7 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     version = b'{"version":"%s"}' % __version__.encode()
     metadata = _metadata_body(model)
+    all_double = model.all_double_inputs
 
     @app.get("/ping")
     @app.get("/health")
@@ -37,7 +38,7 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
 
     @app.post("/invocations")
     def invocations() -> Response:
-        data, params = decode_request(request.mimetype, request.get_data(cache=False))
+        data, params = decode_request(request.mimetype, request.get_data(cache=False), all_double)
         predictions = model.predict(data, params=params)
         return Response(encode_predictions(predictions), mimetype=JSON)
 
