@@ -103,3 +103,25 @@ def test_shuffled_columns_without_signature_reach_sklearn(tmp_path, diabetes, el
     model = _pyfunc(elasticnet, tmp_path)  # no example, no signature: nothing reorders columns
     with pytest.raises(ValueError, match="feature names"):
         model.predict(X[list(reversed(X.columns))])
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"[[1.0, 2.0], [3.0]]", "row 1 has 1 values; expected 2"),
+    (b"[[1.0, 2.0, 3.0], [4.0]]", "row 0 has 3 values; expected 2"),  # same total count, wrong shape
+    (b"[1.0, 2.0]", "row 0 has float; expected 2"),
+])
+def test_float_block_refuses_misshapen_rows_like_the_checked_path(data, message):
+    from modelpack.errors import InvalidInputError
+
+    body = b'{"dataframe_split": {"columns": ["a", "b"], "data": ' + data + b"}}"
+    for all_double in (True, False):
+        with pytest.raises(InvalidInputError, match=message):
+            decode_request("application/json", body, all_double=all_double)
+
+
+def test_float_block_leaves_nested_values_to_the_checked_path():
+    body = b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, [2.0]]]}}'
+    fast, _ = decode_request("application/json", body, all_double=True)
+    slow, _ = decode_request("application/json", body, all_double=False)
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast["b"].dtype == object

@@ -9,6 +9,7 @@ UnsupportedMediaTypeError (415) whose message names the problem, never the body.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,16 +23,22 @@ SPLIT_KEYS = frozenset({"columns", "data", "index"})
 
 
 def _float_block(data: list, columns: list) -> pd.DataFrame | None:
-    """All-number rows as one float64 block (one C loop); None when they are anything else."""
+    """Rows of plain numbers as one float64 block, or None to take the checked path.
+
+    The caller has made sure the body holds no strings, booleans or nulls in the data;
+    here every row must be a list of ``len(columns)`` numbers. ``np.fromiter`` over the
+    chained rows is the fastest list -> array route in numpy (faster than ``np.array``).
+    """
+    width = len(columns)
     try:
-        array = np.array(data)
-    except ValueError:  # ragged rows: the checked path explains
-        return None
-    if array.ndim != 2 or array.shape[1] != len(columns) or array.dtype.kind not in "if":
+        if set(map(len, data)) != {width}:
+            return None
+        flat = np.fromiter(itertools.chain.from_iterable(data), np.float64, count=len(data) * width)
+    except (TypeError, ValueError):  # a row that is not a list, a nested list
         return None
     # Column-major, as pandas lays out a frame built from rows: models see the same memory
     # layout (and BLAS sums in the same order) as on the checked path.
-    return pd.DataFrame(np.asfortranarray(array, dtype=np.float64), columns=columns, copy=False)
+    return pd.DataFrame(np.asfortranarray(flat.reshape(len(data), width)), columns=columns, copy=False)
 
 
 def _split(obj: Any, where: str = "dataframe_split", all_double: bool = False) -> pd.DataFrame:
@@ -96,12 +103,20 @@ _FORMAT_HELP = (
 )
 
 
+def _only_numbers_after_data(body: bytes) -> bool:
+    """Whether nothing but numbers can follow the ``"data"`` key: no string (no '"'), no
+    ``true``/``null`` (no 'u') and no ``false`` (no 'a') after it - one memchr each. Another
+    key after the data only costs the checked path, never a wrong answer."""
+    start = body.find(b'"data"') + 6
+    return start >= 6 and body.find(b'"', start) < 0 and body.find(b"u", start) < 0 and body.find(b"a", start) < 0
+
+
 def decode_json(body: bytes, all_double: bool = False) -> tuple[Any, dict[str, Any] | None]:
     """Decode a JSON body. ``all_double`` says every model input column is a double, so a
     split body of plain numbers may be read as one float64 block (what enforcement would
-    cast it to anyway). Booleans and nulls would be silently turned into numbers by numpy,
-    so a body holding any of them takes the checked path."""
-    all_double = all_double and b"true" not in body and b"false" not in body and b"null" not in body
+    cast it to anyway). numpy would silently turn booleans, nulls and numeric strings into
+    numbers, so a body that may hold any of them takes the checked path."""
+    all_double = all_double and _only_numbers_after_data(body)
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
