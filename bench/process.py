@@ -99,19 +99,23 @@ class ServerProcess:
             frontier.extend(p for p, pp in parents.items() if pp == parent and p not in found)
         return sorted(found)
 
-    def rss_bytes(self) -> tuple[int, int]:
-        """Summed VmRSS of the tree and the number of processes in it."""
-        total, count = 0, 0
+    def memory_bytes(self) -> tuple[int, int, int]:
+        """Summed VmRSS and summed PSS of the tree, and the number of processes in it.
+
+        RSS counts a page shared by several processes (a preloaded model in forked workers)
+        once per process; PSS splits it between them, so the PSS sum is what the tree costs.
+        """
+        rss, pss, count = 0, 0, 0
         for pid in self.tree():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             except OSError:
                 continue
-            for line in status.splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                    count += 1
-        return total, count
+            rss += _kib_field(status, "VmRSS:")
+            pss += _kib_field(rollup, "Pss:")
+            count += 1
+        return rss, pss, count
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to the whole tree, then SIGKILL whatever is still there after `timeout`."""
@@ -145,3 +149,10 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state[state.rindex(")") + 2] != "Z"  # a zombie has already exited
+
+
+def _kib_field(text: str, name: str) -> int:
+    for line in text.splitlines():
+        if line.startswith(name):
+            return int(line.split()[1]) * 1024
+    return 0

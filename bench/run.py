@@ -207,7 +207,7 @@ def bench_server(
                 2,
                 1.0 if args.quick else 2.0,
             )
-        result["rss_warm_mib"], result["processes"] = _rss_mib(proc)
+        result["rss_warm_mib"], result["pss_warm_mib"], result["processes"] = _memory_mib(proc)
         for fmt, payload, verdict in todo:
             conns = args.connections or (2 if payload.rows >= BIG_PAYLOAD_ROWS else 8)
             # Best of --repeat: interference from other work on the machine only ever slows a run.
@@ -244,13 +244,13 @@ def bench_server(
                 f"  {payload.rows:>6} x {payload.kind:<7} {load.rps:9.1f} req/s  "
                 f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  errors {load.errors}"
             )
-        result["rss_end_mib"], _ = _rss_mib(proc)
+        result["rss_end_mib"], result["pss_end_mib"], _ = _memory_mib(proc)
         result.update(status="ok", reason=None)
 
 
-def _rss_mib(proc: ServerProcess) -> tuple[float, int]:
-    rss, count = proc.rss_bytes()
-    return round(rss / 2**20, 1), count
+def _memory_mib(proc: ServerProcess) -> tuple[float, float, int]:
+    rss, pss, count = proc.memory_bytes()
+    return round(rss / 2**20, 1), round(pss / 2**20, 1), count
 
 
 # ---------------------------------------------------------------- report
@@ -271,7 +271,7 @@ def ratios(servers: dict[str, dict[str, Any]], base: str = "modelpack") -> dict[
             key = (run["rows"], run["format"])
             if "rps" in run and key in ref_rps and run["rps"] > 0:
                 entry["rps"][f"{key[0]} x {key[1]}"] = round(ref_rps[key] / run["rps"], 3)
-        for field in ("startup_s", "rss_warm_mib"):
+        for field in ("startup_s", "rss_warm_mib", "pss_warm_mib"):
             if ref.get(field) and other.get(field):
                 entry[field] = round(ref[field] / other[field], 3)
         out[name] = entry
@@ -304,12 +304,13 @@ def render(report: dict[str, Any]) -> str:
     lines += [
         "",
         "| server | version | start-up to ready, s | RSS after warm-up, MiB "
-        "| RSS at end, MiB | processes | load avg before |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| RSS at end, MiB | PSS after warm-up, MiB | PSS at end, MiB | processes | load avg before |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in servers.items():
         if "startup_s" in s:
-            cells = [_num(s.get(k)) for k in ("startup_s", "rss_warm_mib", "rss_end_mib")]
+            keys = ("startup_s", "rss_warm_mib", "rss_end_mib", "pss_warm_mib", "pss_end_mib")
+            cells = [_num(s.get(k)) for k in keys]
             lines.append(
                 f"| {name} | {s.get('version', '?')} | "
                 + " | ".join(cells)
@@ -331,7 +332,7 @@ def render(report: dict[str, Any]) -> str:
         for key in keys:
             cells = [_x(table[o]["rps"].get(key)) for o in others]
             lines.append(f"| req/s {key} | " + " | ".join(cells) + " |")
-        for field, label in (("startup_s", "start-up"), ("rss_warm_mib", "RSS")):
+        for field, label in (("startup_s", "start-up"), ("rss_warm_mib", "RSS"), ("pss_warm_mib", "PSS")):
             lines.append(f"| {label} | " + " | ".join(_x(table[o].get(field)) for o in others) + " |")
     problems = [(n, s) for n, s in servers.items() if s["status"] != "ok"]
     if problems:
