@@ -57,6 +57,7 @@ def save_model(
     chosen = registry.get(flavor) if flavor else registry.for_model(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a model dir gets normal modes
     try:
         saved = chosen.save(model, staging, **flavor_options)
         descriptor = ModelDescriptor(metadata=metadata, modelpack_version=__version__)
@@ -101,6 +102,19 @@ def _infer_from_example(staging: Path, descriptor: ModelDescriptor) -> Any:
     descriptor.write(staging)  # the loader reads MLmodel; rewritten with the signature below
     output = load_pyfunc_from(staging, descriptor).predict(example)
     return infer_signature(example, output)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask is racy)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _replaceable(target: Path) -> bool:

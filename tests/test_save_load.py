@@ -125,6 +125,15 @@ def test_pickle_format_and_pipeline(tmp_path, diabetes):
     np.testing.assert_array_equal(modelpack.load_model(tmp_path / "m").predict(X), pipe.predict(X))
 
 
+def test_model_directory_gets_normal_permissions(diabetes_model_dir):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(diabetes_model_dir.stat().st_mode) == 0o777 & ~mask  # not mkdtemp's 0700
+
+
 def test_existing_directory_is_refused_unless_overwrite(tmp_path, elasticnet, diabetes):
     X, _ = diabetes
     target = tmp_path / "m"
