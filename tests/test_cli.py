@@ -11,6 +11,8 @@ import pytest
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    if args[:1] == ("predict",) and "--env-manager" not in args:
+        args = (*args, "--env-manager", "local")  # as helpers.start_server; test_env_build.py rebuilds
     return subprocess.run([sys.executable, "-m", "modelpack.cli", *args], input=stdin,
                           capture_output=True, timeout=120)
 

@@ -20,6 +20,8 @@ COMMANDS = {
     "predict": "modelpack.cli.predict:predict",
     "info": "modelpack.cli.info:info",
     "validate": "modelpack.cli.validate:validate",
+    "prepare-env": "modelpack.cli.prepare_env:prepare_env",
+    "env": "modelpack.cli.env:env",
 }
 
 #: One-line help shown by ``modelpack --help`` without importing the command modules.
@@ -28,6 +30,8 @@ SHORT_HELP = {
     "predict": "Score a JSON or CSV file with a model, without a server.",
     "info": "Show what a model directory holds.",
     "validate": "Check a request body against a model's signature, without a server.",
+    "prepare-env": "Build a model's environment ahead of time (cached).",
+    "env": "List, remove or prune the cached model environments.",
 }
 
 

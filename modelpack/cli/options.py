@@ -12,6 +12,12 @@ model_option = click.option(
 )
 
 env_manager_option = click.option(
-    "--env-manager", type=click.Choice(ENV_MANAGERS), default="local", show_default=True,
-    help="Where the model runs: 'local' uses this interpreter.",
+    "--env-manager", type=click.Choice(ENV_MANAGERS), default="virtualenv", show_default=True,
+    help="Where the model runs: 'virtualenv' rebuilds the environment it was saved with (cached), "
+         "'uv' does the same with uv (faster), 'local' uses this interpreter as it is.",
+)
+
+python_option = click.option(
+    "--python", "python", default=None, metavar="PATH",
+    help="Build the environment with this interpreter instead of looking for the model's Python version.",
 )

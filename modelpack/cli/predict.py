@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import env_manager_option, model_option
+from .options import env_manager_option, model_option, python_option
 
 CONTENT_TYPES = {"json": "application/json", "csv": "text/csv"}
 
@@ -21,14 +21,15 @@ CONTENT_TYPES = {"json": "application/json", "csv": "text/csv"}
 @click.option("-t", "--content-type", "content_type", type=click.Choice(sorted(CONTENT_TYPES)), default=None,
               help="Input format (default: from the file extension, json otherwise).")
 @env_manager_option
+@python_option
 def predict(model_uri: str, input_path: str, output_path: str | None, content_type: str | None,
-            env_manager: str) -> None:
+            env_manager: str, python: str | None) -> None:
     from ..descriptor import ModelDescriptor
-    from ..env import python_for_model
+    from .prepare_env import environment_python
 
     model_dir = Path(model_uri).expanduser().absolute()
     ModelDescriptor.read(model_dir)  # a missing or unreadable model fails first, clearly
-    python = python_for_model(model_dir, env_manager)
+    python = environment_python(model_dir, env_manager, python)
     if python != sys.executable:
         _rerun_in(python, model_dir, input_path, output_path, content_type)
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import env_manager_option, model_option
+from .options import env_manager_option, model_option, python_option
 
 
 @click.command(help="Serve a model over HTTP: GET /ping, /health, /version; POST /invocations.")
@@ -20,16 +20,17 @@ from .options import env_manager_option, model_option
 @click.option("-t", "--timeout", type=click.IntRange(min=1), default=None,
               help="Seconds a request may take before its worker is restarted (MODELPACK_TIMEOUT, default 60).")
 @env_manager_option
+@python_option
 def serve(model_uri: str, port: int | None, host: str | None, workers: int | None,
-          timeout: int | None, env_manager: str) -> None:
+          timeout: int | None, env_manager: str, python: str | None) -> None:
     from ..config import ServeConfig
     from ..descriptor import ModelDescriptor
-    from ..env import python_for_model
+    from .prepare_env import environment_python
 
     model_dir = Path(model_uri).expanduser().absolute()
     ModelDescriptor.read(model_dir)  # fail here, clearly, before building anything
     config = ServeConfig.from_env(model_dir, port=port, host=host, workers=workers, timeout=timeout)
-    python = python_for_model(model_dir, env_manager)
+    python = environment_python(model_dir, env_manager, python)
     argv = [python, "-m", "modelpack.server", *config.to_args()]
     sys.stdout.flush()
     sys.stderr.flush()
