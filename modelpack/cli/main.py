@@ -20,6 +20,8 @@ COMMANDS = {
     "predict": "modelpack.cli.predict:predict",
     "info": "modelpack.cli.info:info",
     "validate": "modelpack.cli.validate:validate",
+    "generate-dockerfile": "modelpack.cli.docker:generate_dockerfile",
+    "build-docker": "modelpack.cli.docker:build_docker",
     "prepare-env": "modelpack.cli.prepare_env:prepare_env",
     "env": "modelpack.cli.env:env",
 }
@@ -30,6 +32,8 @@ SHORT_HELP = {
     "predict": "Score a JSON or CSV file with a model, without a server.",
     "info": "Show what a model directory holds.",
     "validate": "Check a request body against a model's signature, without a server.",
+    "generate-dockerfile": "Write a container build context (Dockerfile + model) for a model.",
+    "build-docker": "Build a container image for a model (docker, podman or buildah).",
     "prepare-env": "Build a model's environment ahead of time (cached).",
     "env": "List, remove or prune the cached model environments.",
 }
