@@ -116,6 +116,15 @@ class SklearnPyFunc:
                 return self._predict(array)
         return self._predict(model_input)
 
+    def predict_array(self, array: Any, columns: list[str], params: dict | None = None) -> Any:
+        """Predict on a numeric ``array`` whose columns are ``columns`` (already the signature's):
+        the array itself when the frame path would pass it, else as a DataFrame."""
+        if self._array_ok and (self._feature_names is None or columns == self._feature_names):
+            return self._predict(array)
+        import pandas as pd
+
+        return self.predict(pd.DataFrame(array, columns=columns, copy=False), params)
+
     def _as_array(self, frame: Any) -> Any:
         if self._feature_names is not None and frame.columns.tolist() != self._feature_names:
             return None  # let scikit-learn report the mismatch in its own words

@@ -414,6 +414,12 @@ class SchemaEnforcer:
         plan = self._plan
         return plan.block_dtype if isinstance(plan, _ColumnPlan) and plan.named else None
 
+    @property
+    def input_names(self) -> list[str] | None:
+        """The signature's column names, in order, when it names columns (else None)."""
+        plan = self._plan
+        return plan.names if isinstance(plan, _ColumnPlan) and plan.named else None
+
     def inputs(self, data: Any) -> Any:
         """Return ``data`` checked and safely cast for the model, or raise InvalidInputError."""
         if self._plan is None:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import modelpack
+from modelpack.pyfunc import FloatRows
 from modelpack.server.decode import decode_request
 
 
@@ -39,9 +40,27 @@ def test_decoder_float_block_matches_checked_path(tmp_path, diabetes, elasticnet
     body = orjson.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.head(100).values.tolist()}})
     fast, _ = decode_request("application/json", body, all_double=True)
     slow, _ = decode_request("application/json", body, all_double=False)
-    pd.testing.assert_frame_equal(fast, slow)
-    assert fast.to_numpy().flags.f_contiguous == slow.to_numpy().flags.f_contiguous
+    assert isinstance(fast, FloatRows) and isinstance(slow, pd.DataFrame)
+    pd.testing.assert_frame_equal(fast.to_frame(), slow)
+    assert fast.array.flags.f_contiguous == slow.to_numpy().flags.f_contiguous
+    calls = []
+    impl = model.unwrap_python_model()
+    impl.predict_array = lambda *a, **kw: calls.append(1) or type(impl).predict_array(impl, *a, **kw)
+    model = modelpack.pyfunc.PyFuncModel(impl, model.metadata, model.model_dir)  # sees the spy
     np.testing.assert_array_equal(model.predict(fast), model.predict(slow))
+    assert calls == [1]  # FloatRows went to the array hook, the DataFrame did not
+    np.testing.assert_array_equal(model.predict(fast), elasticnet.predict(slow))  # what sklearn gives the frame
+
+
+def test_float_rows_in_another_order_take_the_checked_path(tmp_path, diabetes, elasticnet):
+    X, _ = diabetes
+    model = _pyfunc(elasticnet, tmp_path, input_example=X.head(3))
+    shuffled = list(reversed(X.columns))
+    rows = FloatRows(np.asfortranarray(X[shuffled].head(20).to_numpy()), shuffled)
+    np.testing.assert_array_equal(model.predict(rows), elasticnet.predict(X.head(20)))
+    missing = FloatRows(np.asfortranarray(X.iloc[:5, :9].to_numpy()), list(X.columns[:9]))
+    with pytest.raises(modelpack.ModelpackError, match="s6"):
+        model.predict(missing)
 
 
 @pytest.mark.parametrize("row, fragment", [
@@ -125,3 +144,95 @@ def test_float_block_leaves_nested_values_to_the_checked_path():
     slow, _ = decode_request("application/json", body, all_double=False)
     pd.testing.assert_frame_equal(fast, slow)
     assert fast["b"].dtype == object
+
+
+def test_small_csv_of_numbers_decodes_like_pandas(tmp_path, diabetes, elasticnet):
+    X, _ = diabetes
+    model = _pyfunc(elasticnet, tmp_path, input_example=X.head(3))
+    rng = np.random.default_rng(7)
+    values = X.head(50).to_numpy() * 10.0 ** rng.integers(-8, 8, size=(50, 10))  # many digits and exponents
+    body = X.head(50).assign(**{c: values[:, i] for i, c in enumerate(X.columns)}).to_csv(index=False).encode()
+    body = body.replace(b"e-0", b"E-0")  # both exponent spellings
+    fast, _ = decode_request("text/csv", body, all_double=True)
+    slow, _ = decode_request("text/csv", body, all_double=False)
+    assert isinstance(fast, FloatRows) and isinstance(slow, pd.DataFrame)
+    pd.testing.assert_frame_equal(fast.to_frame(), slow, check_exact=True)
+    np.testing.assert_array_equal(model.predict(fast), model.predict(slow))
+
+
+@pytest.mark.parametrize("body", [
+    b"a,b\n1,2\n3,4\n",  # integers: pandas reads int64, enforcement makes them doubles
+    b"a,b\n1.5,2\n",
+    b"a,b\n-1e3,+2.5E-2\n",
+    b"a,b\n1.5,2",  # no final newline
+])
+def test_csv_fast_path_equals_pandas_then_enforcement(tmp_path, body):
+    class Echo(modelpack.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input.to_numpy()
+
+    model = _pyfunc(Echo(), tmp_path, input_example=pd.DataFrame({"a": [0.5], "b": [1.5]}))
+    fast, _ = decode_request("text/csv", body, all_double=True)
+    slow, _ = decode_request("text/csv", body, all_double=False)
+    assert isinstance(fast, FloatRows)
+    np.testing.assert_array_equal(model.predict(fast), model.predict(slow))
+
+
+@pytest.mark.parametrize("body", [
+    b'"a","b"\n1,2\n',  # quoted names
+    b"a,a\n1,2\n",  # duplicates: pandas renames them
+    b"a,\n1,2\n",  # an unnamed column
+    b"a,b\n1,\n",  # an empty field is NaN to pandas
+    b"a,b\r\n1,2\r\n",  # CRLF
+    b"a,b\n1, 2\n",  # a space
+    b"a,b\n1,2\n\n3,4\n",  # a blank line pandas skips
+    b"a,b\n1,2,3\n",  # too many fields: pandas' error
+    b"a,b\n1\n",  # too few
+    b"a,b\n1.2.3,4\n",  # not a number
+    b"a,b\nnan,4\n",
+    b"\xef\xbb\xbfa,b\n1,2\n",  # BOM
+    b"a,b\n" + b"1.0,2.0\n" * 5000,  # large: pandas is faster
+])
+def test_csv_fast_path_leaves_everything_else_to_pandas(body):
+    import modelpack.server.decode as decode
+
+    assert decode._csv_float_rows(body) is None
+
+
+def test_numeric_records_decode_like_from_records(tmp_path, diabetes, elasticnet):
+    import orjson
+
+    X, _ = diabetes
+    model = _pyfunc(elasticnet, tmp_path, input_example=X.head(3))
+    records = X.head(30).to_dict(orient="records")
+    records[1] = dict(reversed(list(records[1].items())))  # same keys, another order
+    records[2]["age"] = 1  # an int among floats
+    body = orjson.dumps({"dataframe_records": records})
+    fast, _ = decode_request("application/json", body, all_double=True)
+    slow, _ = decode_request("application/json", body, all_double=False)
+    assert isinstance(fast, FloatRows) and isinstance(slow, pd.DataFrame)
+    np.testing.assert_array_equal(model.predict(fast), model.predict(slow))
+    pd.testing.assert_frame_equal(fast.to_frame(), slow.astype(np.float64), check_exact=True)
+
+
+@pytest.mark.parametrize("records", [
+    b'[{"a": true, "b": 1.0}]',  # a bool is not a number here
+    b'[{"a": null, "b": 1.0}]',
+    b'[{"a": "1.5", "b": 1.0}]',
+    b'[{"a": [1.0], "b": 1.0}]',
+    b'[{"a": 1.0, "b": 1.0}, {"a": 1.0, "c": 1.0}]',  # different keys
+    b'[{"a": 1.0, "b": 1.0}, {"a": 1.0}]',  # a missing key
+    b"[]",
+])
+def test_records_fast_path_leaves_everything_else_to_pandas(records):
+    body = b'{"dataframe_records": ' + records + b"}"
+    fast, _ = decode_request("application/json", body, all_double=True)
+    slow, _ = decode_request("application/json", body, all_double=False)
+    assert isinstance(fast, pd.DataFrame)
+    pd.testing.assert_frame_equal(fast, slow)
+
+
+def test_one_column_records_take_the_fast_path():
+    fast, _ = decode_request("application/json", b'{"dataframe_records": [{"a": 1.5}, {"a": 2}]}', all_double=True)
+    assert isinstance(fast, FloatRows) and fast.columns == ["a"]
+    np.testing.assert_array_equal(fast.array, [[1.5], [2.0]])

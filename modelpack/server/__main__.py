@@ -6,6 +6,7 @@ Loads the model (a clear message and exit code 3 if it cannot), then runs gunico
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("modelpack.server").info(
         "Serving %s on %s:%d with %d worker(s)", config.model_path, config.host, config.port, config.workers
     )
+    # Everything loaded so far lives as long as the workers: keep the garbage collector from
+    # walking (and so writing to, and un-sharing) the pages they inherit from this process.
+    gc.collect()
+    gc.freeze()
     ScoringServer(app, config).run()
     return 0
 
