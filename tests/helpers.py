@@ -46,12 +46,14 @@ class Server:
 
 
 def start_server(model_dir: Path, tmp_path: Path, *extra: str, env: dict | None = None,
-                 timeout: float = 90) -> Server:
-    """Run ``modelpack serve`` as a subprocess and wait until /ping answers 200."""
+                 timeout: float = 90, local: bool = True) -> Server:
+    """Run ``modelpack serve`` as a subprocess and wait until /ping answers 200.
+
+    ``--env-manager local`` is added unless ``extra`` names one or ``local`` is False (the CLI's default)."""
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     cmd = [sys.executable, "-m", "modelpack.cli", "serve", "-m", str(model_dir), "-p", str(port), *extra]
-    if "--env-manager" not in extra:
+    if local and "--env-manager" not in extra:
         cmd += ["--env-manager", "local"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
-from helpers import Server, free_port, start_server
+from helpers import Server, start_server
 
 import modelpack
 from modelpack.env.managers import find_uv
@@ -100,25 +99,8 @@ def report(capsys, text: str) -> None:
 
 
 def serve_with_defaults(model_dir: Path, tmp_path: Path, home: Path) -> Server:
-    """``modelpack serve -m MODEL -p PORT`` and nothing else (helpers.start_server adds --env-manager local)."""
-    port = free_port()
-    log_path = tmp_path / f"server-{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "modelpack.cli", "serve", "-m", str(model_dir), "-p", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "MODELPACK_HOME": str(home)})
-    server = Server(f"http://127.0.0.1:{port}", proc, log_path)
-    deadline = time.monotonic() + BUILD_TIMEOUT
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"server exited with {proc.returncode}:\n{server.log()}"
-        try:
-            if requests.get(f"{server.url}/ping", timeout=1).status_code == 200:
-                return server
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    server.stop(signal.SIGKILL)
-    raise AssertionError(f"server not ready after {BUILD_TIMEOUT}s:\n{server.log()}")
+    """``modelpack serve -m MODEL -p PORT`` and nothing else: the default env manager rebuilds."""
+    return start_server(model_dir, tmp_path, env={"MODELPACK_HOME": str(home)}, timeout=BUILD_TIMEOUT, local=False)
 
 
 def test_serve_rebuilds_the_environment_then_reuses_it(roman_model, home, tmp_path, capsys):
