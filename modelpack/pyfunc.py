@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 class FloatRows(NamedTuple):
-    """Rows of float64 numbers and their column names: what the server decodes a numeric split
-    body into when every input column is a double.
+    """Rows of float64 numbers and their column names: what the server decodes a split, records
+    or small CSV body of plain numbers into when every input column is a double.
 
     :meth:`PyFuncModel.predict` takes them without building a DataFrame when the columns are
     exactly the signature's (the case where enforcement would return the frame unchanged) and
