@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from .env import reqfile
 from .errors import EnvironmentBuildError, InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,6 @@ BUILDERS = ("docker", "podman", "buildah")
 
 _REQUIREMENTS_DIR = "requirements"
 _REQUIREMENTS_IN_BUILD = "/tmp/requirements"
-#: Requirement lines that name another file: ``-c constraints.txt``, ``--requirement=more.txt``, ...
-_FILE_OPTION = re.compile(r"^(?:--constraint|--requirement)(?:=|\s+)(\S+)$|^-[cr]\s*(\S+)$")
 #: A python one-liner, as slim images have no curl: exits non-zero unless /ping answers 2xx.
 _HEALTHCHECK = ("import os, urllib.request; urllib.request.urlopen("
                 "'http://127.0.0.1:%s/ping' % os.environ.get('MODELPACK_PORT', '{port}'), timeout=4)")
@@ -126,7 +124,8 @@ def generate_build_context(
         shutil.copytree(model_dir, staging / "model", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         req_dir = staging / _REQUIREMENTS_DIR
         req_dir.mkdir()
-        recorded = _read_lines(model_dir / REQUIREMENTS_FILE)
+        requirements_file = model_dir / REQUIREMENTS_FILE
+        recorded = reqfile.read_lines(requirements_file) if requirements_file.is_file() else []
         wheel = Path(modelpack_wheel).expanduser().absolute() if modelpack_wheel else None
         requirements = _with_modelpack(recorded, req_dir, wheel)
         _copy_referenced_files(requirements, model_dir, req_dir)
@@ -234,12 +233,12 @@ def _copy_referenced_files(requirements: list[str], model_dir: Path, req_dir: Pa
     """Copy the model's files named by ``-c``/``-r`` lines (e.g. ``-c constraints.txt``) next to the
     requirements the image installs: pip reads them relative to that file."""
     for line in requirements:
-        match = _FILE_OPTION.match(line)
-        if match is None:
+        found = reqfile.include(line)
+        if found is None:
             continue
-        name = match.group(1) or match.group(2)
+        name = found[1]
         source = model_dir / name
-        if "://" in name or Path(name).is_absolute() or not source.is_file():
+        if reqfile.is_url(name) or Path(name).is_absolute() or not source.is_file():
             continue
         if not source.resolve().is_relative_to(model_dir.resolve()):
             raise InvalidInputError(f"requirements.txt names '{name}', which is outside the model directory")
@@ -269,14 +268,6 @@ def _build_tools(model_dir: Path) -> list[str]:
         env = {}
     tools = env.get("build_dependencies") if isinstance(env, dict) else None
     return [str(t) for t in tools if str(t).strip()] if isinstance(tools, list) else ["pip"]
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _make_world_readable(root: Path) -> None:
