@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 ENV_MANAGERS = ("virtualenv", "uv", "local")
@@ -21,3 +23,13 @@ python_option = click.option(
     "--python", "python", default=None, metavar="PATH",
     help="Build the environment with this interpreter instead of looking for the model's Python version.",
 )
+
+
+def checked_model_dir(model_uri: str) -> Path:
+    """The absolute model directory, after reading its MLmodel: a missing or unreadable model
+    fails first, clearly, before an environment is built or a server started."""
+    from ..descriptor import ModelDescriptor
+
+    model_dir = Path(model_uri).expanduser().absolute()
+    ModelDescriptor.read(model_dir)
+    return model_dir

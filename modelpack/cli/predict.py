@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import env_manager_option, model_option, python_option
+from .options import checked_model_dir, env_manager_option, model_option, python_option
 
 CONTENT_TYPES = {"json": "application/json", "csv": "text/csv"}
 
@@ -24,11 +24,9 @@ CONTENT_TYPES = {"json": "application/json", "csv": "text/csv"}
 @python_option
 def predict(model_uri: str, input_path: str, output_path: str | None, content_type: str | None,
             env_manager: str, python: str | None) -> None:
-    from ..descriptor import ModelDescriptor
     from .prepare_env import environment_python
 
-    model_dir = Path(model_uri).expanduser().absolute()
-    ModelDescriptor.read(model_dir)  # a missing or unreadable model fails first, clearly
+    model_dir = checked_model_dir(model_uri)
     python = environment_python(model_dir, env_manager, python)
     if python != sys.executable:
         _rerun_in(python, model_dir, input_path, output_path, content_type)

@@ -15,7 +15,7 @@ from typing import TextIO
 
 import click
 
-from .options import env_manager_option, model_option, python_option
+from .options import checked_model_dir, env_manager_option, model_option, python_option
 
 
 class BuildDisplay:
@@ -115,8 +115,6 @@ def environment_python(model_dir: Path, env_manager: str, python: str | None) ->
 @env_manager_option
 @python_option
 def prepare_env(model_uri: str, env_manager: str, python: str | None) -> None:
-    from ..descriptor import ModelDescriptor
 
-    model_dir = Path(model_uri).expanduser().absolute()
-    ModelDescriptor.read(model_dir)  # a missing or unreadable model fails first, clearly
+    model_dir = checked_model_dir(model_uri)
     click.echo(environment_python(model_dir, env_manager, python))

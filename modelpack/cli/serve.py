@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
-from .options import env_manager_option, model_option, python_option
+from .options import checked_model_dir, env_manager_option, model_option, python_option
 
 
 @click.command(help="Serve a model over HTTP: GET /ping, /health, /version; POST /invocations.")
@@ -24,11 +23,9 @@ from .options import env_manager_option, model_option, python_option
 def serve(model_uri: str, port: int | None, host: str | None, workers: int | None,
           timeout: int | None, env_manager: str, python: str | None) -> None:
     from ..config import ServeConfig
-    from ..descriptor import ModelDescriptor
     from .prepare_env import environment_python
 
-    model_dir = Path(model_uri).expanduser().absolute()
-    ModelDescriptor.read(model_dir)  # fail here, clearly, before building anything
+    model_dir = checked_model_dir(model_uri)
     config = ServeConfig.from_env(model_dir, port=port, host=host, workers=workers, timeout=timeout)
     python = environment_python(model_dir, env_manager, python)
     argv = [python, "-m", "modelpack.server", *config.to_args()]
