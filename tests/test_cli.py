@@ -63,6 +63,16 @@ def test_predict_missing_input_and_model(tmp_path, diabetes_model_dir):
     assert out.returncode == 3 and b"does not exist" in out.stderr
 
 
+def test_unwritable_output_is_a_clear_error(tmp_path, diabetes_model_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = run("generate-dockerfile", "-m", str(diabetes_model_dir), "-d", str(blocker / "ctx"))
+    assert out.returncode == 2, out.stderr
+    err = out.stderr.decode().strip()
+    assert err.startswith("Error: ") and err.endswith(f"'{blocker}'") and "Traceback" not in err, err
+    assert not list(tmp_path.glob(".ctx.*"))
+
+
 def test_info(diabetes_model_dir):
     out = run("info", "-m", str(diabetes_model_dir))
     assert out.returncode == 0, out.stderr

@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     except ModelpackError as exc:
         click.echo(f"Error: {exc.message}", err=True)
         return exc.exit_code
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        where = f" '{exc.filename}'" if exc.filename else ""
+        click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+        return 2
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
