@@ -18,7 +18,7 @@ _LAZY = {
     "PythonModel": "modelpack.python_model",
     "PythonModelContext": "modelpack.python_model",
     "ModelDescriptor": "modelpack.descriptor",
-    "infer_signature": "modelpack.signature",
+    "infer_signature": "modelpack.signature_inference",
     "ModelSignature": "modelpack.signature",
     "get_model_dependencies": "modelpack.env.spec",
     "ModelpackError": "modelpack.errors",
@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from .pyfunc import PyFuncModel, load_model
     from .python_model import PythonModel, PythonModelContext
     from .save import save_model
-    from .signature import ModelSignature, infer_signature
+    from .signature import ModelSignature
+    from .signature_inference import infer_signature
 
 
 def __getattr__(name: str) -> Any:

@@ -46,7 +46,7 @@ def save_model(
     An existing directory is replaced only with ``overwrite=True``.
     """
     from .env.spec import resolve_requirements, write_env_files
-    from .registry import get_registry
+    from .flavor_registry import get_registry
 
     target = Path(path).absolute()
     if target.exists() and not overwrite:
@@ -96,7 +96,7 @@ def _infer_from_example(staging: Path, descriptor: ModelDescriptor) -> Any:
     """Signature from the example and the model's own prediction on it (loaded back from disk)."""
     from .example import load_input_example
     from .pyfunc import load_pyfunc_from
-    from .signature import infer_signature
+    from .signature_inference import infer_signature
 
     example = load_input_example(staging, descriptor.saved_input_example_info)
     descriptor.write(staging)  # the loader reads MLmodel; rewritten with the signature below

@@ -3,15 +3,15 @@
 A signature says what a model takes (``inputs``), what it returns (``outputs``) and
 which inference parameters it accepts (``params``). In the ``MLmodel`` file each part
 is stored as a JSON *string*, exactly as MLflow writes it, so either tool reads the
-other's models. :func:`infer_signature` (bottom of this module) builds one from
-example data; pandas is imported only then. Enforcement lives in :mod:`modelpack.schema`.
+other's models. :func:`modelpack.signature_inference.infer_signature` builds one from example data;
+:mod:`modelpack.enforce` checks input against one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +117,7 @@ class TensorSpec:
 class Schema:
     """An ordered list of column specs or of tensor specs (never both)."""
 
-    def __init__(self, inputs: list[ColSpec] | list[TensorSpec]) -> None:
+    def __init__(self, inputs: Sequence[ColSpec | TensorSpec]) -> None:
         inputs = list(inputs)
         if not inputs:
             raise InvalidInputError("A schema needs at least one column or tensor spec")
@@ -203,7 +203,7 @@ def _spec_from_dict(d: Any) -> ColSpec | TensorSpec:
 # ---------------------------------------------------------------- parameters
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -285,7 +285,7 @@ class ParamSpec:
         reason = f" ({why})" if why else ""
         return InvalidInputError(
             f"Parameter {self.name!r} expects {prefix}{self.type}, "
-            f"got {type(value).__name__} {_show(value)}{where}{reason}"
+            f"got {type(value).__name__} {show_value(value)}{where}{reason}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -301,7 +301,7 @@ class ParamSpec:
     def from_dict(cls, d: dict[str, Any]) -> ParamSpec:
         """Read MLflow's JSON object for a parameter spec (older files say ``dtype``)."""
         type_name = d.get("type", d.get("dtype"))
-        return cls(str(d["name"]), type_name, d["default"], d.get("shape"))
+        return cls(str(d["name"]), str(type_name or ""), d["default"], d.get("shape"))
 
 
 class ParamSchema:
@@ -390,168 +390,6 @@ class ModelSignature:
         )
 
 
-# ---------------------------------------------------------------- inference
-
-_SCALARS = (str, bytes, bool, int, float, dt.date, np.generic)
-_OBJECT_KINDS = {
-    "string": "string",
-    "bytes": "binary",
-    "boolean": "boolean",
-    "integer": "long",
-    "floating": "double",
-    "mixed-integer-float": "double",
-    "datetime": "datetime",
-    "datetime64": "datetime",
-    "date": "datetime",
-}
-
-
-def infer_signature(model_input: Any, model_output: Any = None, params: dict[str, Any] | None = None) -> ModelSignature:
-    """Build a signature from example input, optional example output and parameter defaults."""
-    inputs = _infer_schema(model_input, output=False)
-    outputs = None if model_output is None else _infer_schema(model_output, output=True)
-    return ModelSignature(inputs, outputs, infer_param_schema(params) if params else None)
-
-
-def infer_param_schema(params: dict[str, Any]) -> ParamSchema:
-    """Parameter specs whose types come from the default values (lists give shape (-1,))."""
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict, got {type(params).__name__}")
-    specs = []
-    for name, value in params.items():
-        if isinstance(value, (list, tuple, np.ndarray)):
-            if len(value) == 0:
-                raise InvalidInputError(f"Cannot infer the type of parameter {name!r} from []")
-            kinds = {_param_type(name, v) for v in value}
-            if kinds == {"long", "double"}:
-                kinds = {"double"}
-            if len(kinds) != 1:
-                raise InvalidInputError(f"Parameter {name!r} mixes types {sorted(kinds)}")
-            specs.append(ParamSpec(str(name), kinds.pop(), list(value), (-1,)))
-        else:
-            specs.append(ParamSpec(str(name), _param_type(name, value), value))
-    return ParamSchema(specs)
-
-
-def _param_type(name: str, value: Any) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return "boolean"
-    if isinstance(value, (int, np.integer)):
-        return "long"
-    if isinstance(value, (float, np.floating)):
-        return "double"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (dt.date, np.datetime64)):
-        return "datetime"
-    raise InvalidInputError(
-        f"Cannot infer the type of parameter {name!r} from {type(value).__name__} {_show(value)};"
-        " supported: bool, int, float, str, datetime, or a list of one of them"
-    )
-
-
-def _infer_schema(data: Any, output: bool) -> Schema:
-    import pandas as pd
-
-    if isinstance(data, pd.DataFrame):
-        return _frame_schema(data)
-    if isinstance(data, pd.Series):
-        return Schema([ColSpec(_column_type(data, data.name or 0)[0])])
-    if isinstance(data, np.ndarray):
-        if output and data.ndim == 1:  # a regressor's or classifier's predictions
-            return Schema([ColSpec(_column_type(pd.Series(data), 0)[0])])
-        return Schema([_tensor_spec(data, None)])
-    if isinstance(data, dict):
-        return _dict_schema(data)
-    if isinstance(data, (list, tuple)) and data:
-        if all(isinstance(x, dict) for x in data):
-            return _frame_schema(pd.DataFrame(list(data)))
-        if all(isinstance(x, _SCALARS) or x is None for x in data):
-            return Schema([ColSpec(_column_type(pd.Series(list(data)), 0)[0])])
-        raise InvalidInputError("Cannot infer a schema from a list of lists; pass a numpy array or a DataFrame")
-    if isinstance(data, _SCALARS):
-        return Schema([ColSpec(_column_type(pd.Series([data]), 0)[0])])
-    raise TypeError(
-        f"Cannot infer a schema from {type(data).__name__}; supported: pandas DataFrame or Series,"
-        " numpy array, dict of columns or arrays, list of records or scalars, a scalar"
-    )
-
-
-def _dict_schema(data: dict[Any, Any]) -> Schema:
-    import pandas as pd
-
-    if not data:
-        raise InvalidInputError("Cannot infer a schema from an empty dict")
-    values = list(data.values())
-    if any(isinstance(v, np.ndarray) and v.ndim > 1 for v in values):
-        return Schema([_tensor_spec(np.asarray(v), str(k)) for k, v in data.items()])
-    if all(isinstance(v, _SCALARS) or v is None for v in values):
-        return _frame_schema(pd.DataFrame([data]))
-    try:
-        frame = pd.DataFrame(data)
-    except ValueError as exc:
-        raise InvalidInputError(f"Cannot read the dict as columns: {exc}") from None
-    return _frame_schema(frame)
-
-
-def _frame_schema(frame: Any) -> Schema:
-    if frame.shape[1] == 0:
-        raise InvalidInputError("Cannot infer a schema from a DataFrame without columns")
-    specs = []
-    for label in frame.columns:
-        type_name, has_nulls = _column_type(frame[label], label)
-        specs.append(ColSpec(type_name, str(label), required=not has_nulls))
-    return Schema(specs)
-
-
-def _column_type(series: Any, label: Any) -> tuple[str, bool]:
-    """The column type of a pandas Series, and whether it holds missing values."""
-    import pandas as pd
-
-    dtype = series.dtype
-    if isinstance(dtype, pd.StringDtype):
-        type_name = "string"
-    elif pd.api.types.is_datetime64_any_dtype(dtype):
-        type_name = "datetime"
-    elif isinstance(dtype, np.dtype) and dtype.kind == "O":
-        kind = pd.api.types.infer_dtype(series, skipna=True)
-        if kind not in _OBJECT_KINDS:
-            raise InvalidInputError(
-                f"Cannot infer a type for column {label!r}: its values are {kind}"
-                " (supported: str, bytes, bool, int, float, datetime)"
-            )
-        type_name = _OBJECT_KINDS[kind]
-    else:
-        numpy_dtype = getattr(dtype, "numpy_dtype", dtype)  # pandas nullable Int64, boolean...
-        type_name = _numeric_type(numpy_dtype, label)
-    return type_name, bool(series.isna().any())
-
-
-def _numeric_type(dtype: Any, label: Any) -> str:
-    kind, size = getattr(dtype, "kind", "?"), getattr(dtype, "itemsize", 0)
-    if kind == "b":
-        return "boolean"
-    if kind == "i" or (kind == "u" and size < 8):
-        return "integer" if (size <= 4 if kind == "i" else size <= 2) else "long"
-    if kind == "f" and size <= 8:
-        return "float" if size <= 4 else "double"
-    raise InvalidInputError(f"Cannot infer a type for column {label!r} of dtype {dtype}")
-
-
-def _tensor_spec(array: np.ndarray, name: str | None) -> TensorSpec:
-    if array.ndim == 0:
-        raise InvalidInputError("Cannot infer a tensor spec from a 0-dimensional array")
-    dtype = array.dtype
-    if dtype.kind in "US":
-        dtype = np.dtype(str if dtype.kind == "U" else bytes)
-    elif dtype.kind not in "biufcM":
-        raise InvalidInputError(
-            f"Cannot infer a tensor spec from an array of dtype {dtype}; convert it to a typed"
-            " array (numbers, str, bytes, bool, datetime64)"
-        )
-    return TensorSpec(dtype, (-1, *array.shape[1:]), name)
-
-
 __all__ = [
     "DATA_TYPES",
     "ColSpec",
@@ -560,6 +398,4 @@ __all__ = [
     "ParamSpec",
     "Schema",
     "TensorSpec",
-    "infer_param_schema",
-    "infer_signature",
 ]

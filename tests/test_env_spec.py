@@ -1,5 +1,5 @@
 """What a model records about its environment, the cache key of a rebuild, and install-failure
-messages (modelpack/env/spec.py, reqfile.py, recipe.py, selfdist.py, failure.py)."""
+messages (modelpack/env/spec.py, reqfile.py, recorded.py, modelpack_source.py, failure.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import yaml
 
 import modelpack
 from modelpack.env.failure import summarize
-from modelpack.env.recipe import Recipe
+from modelpack.env.modelpack_source import installed
+from modelpack.env.recorded import RecordedEnv
 from modelpack.env.reqfile import expand, read_lines
-from modelpack.env.selfdist import installed
 
 
 def _identity(model_input):
@@ -37,9 +37,9 @@ def test_requirement_files_are_inlined_and_constraints_copied(tmp_path, monkeypa
     # The model directory alone is enough: the originals may go.
     for name in ("other.txt", "cons.txt", "sub/more.txt", "sub/cons2.txt"):
         (tmp_path / name).unlink()
-    recipe = Recipe.from_model(tmp_path / "m")
-    assert "roman==4.2" in recipe.requirements
-    assert f"-c {tmp_path / 'm' / 'constraints.txt'}" in recipe.requirements
+    recorded = RecordedEnv.from_model(tmp_path / "m")
+    assert "roman==4.2" in recorded.requirements
+    assert f"-c {tmp_path / 'm' / 'constraints.txt'}" in recorded.requirements
 
 
 def test_an_extra_from_a_file_replaces_the_inferred_pin(tmp_path, monkeypatch):
@@ -75,38 +75,38 @@ def saved(tmp_path):
     return path
 
 
-def test_recipe_and_key(saved, tmp_path):
-    recipe = Recipe.from_model(saved)
-    assert recipe.python.count(".") == 2
-    assert any(d.startswith("pip==") for d in recipe.build_dependencies)
-    lines = recipe.install_lines()
+def test_recorded_env_and_key(saved, tmp_path):
+    recorded = RecordedEnv.from_model(saved)
+    assert recorded.python.count(".") == 2
+    assert any(d.startswith("pip==") for d in recorded.build_dependencies)
+    lines = recorded.install_lines()
     assert lines[-1] == " ".join(installed().install_args)
     assert sum(line.startswith("modelpack") or line.startswith("-e") for line in lines) == 1
 
-    key = recipe.key("3.11.7", "virtualenv")
-    assert len(key) == 16 and key == Recipe.from_model(saved).key("3.11.7", "virtualenv")
-    assert key != recipe.key("3.11.8", "virtualenv")
-    assert key != recipe.key("3.11.7", "uv")
+    key = recorded.key("3.11.7", "virtualenv")
+    assert len(key) == 16 and key == RecordedEnv.from_model(saved).key("3.11.7", "virtualenv")
+    assert key != recorded.key("3.11.8", "virtualenv")
+    assert key != recorded.key("3.11.7", "uv")
 
     # Another model with the same requirements shares the environment...
     twin = tmp_path / "twin"
     modelpack.save_model(_identity, twin, extra_pip_requirements=["roman==4.2"])
-    assert Recipe.from_model(twin).key("3.11.7", "virtualenv") == key
+    assert RecordedEnv.from_model(twin).key("3.11.7", "virtualenv") == key
     # ... and a constraint file's content is part of the key.
     (saved / "constraints.txt").write_text("numpy<3\n")
     with open(saved / "requirements.txt", "a") as fh:
         fh.write("-c constraints.txt\n")
-    constrained = Recipe.from_model(saved).key("3.11.7", "virtualenv")
+    constrained = RecordedEnv.from_model(saved).key("3.11.7", "virtualenv")
     assert constrained != key
     (saved / "constraints.txt").write_text("numpy<2\n")
-    assert Recipe.from_model(saved).key("3.11.7", "virtualenv") != constrained
+    assert RecordedEnv.from_model(saved).key("3.11.7", "virtualenv") != constrained
 
 
-def test_recipe_without_python_env_yaml(saved):
+def test_recorded_env_without_python_env_yaml(saved):
     (saved / "python_env.yaml").unlink()
-    recipe = Recipe.from_model(saved)
-    assert recipe.build_dependencies == ("pip",)
-    assert "roman==4.2" in recipe.requirements
+    recorded = RecordedEnv.from_model(saved)
+    assert recorded.build_dependencies == ("pip",)
+    assert "roman==4.2" in recorded.requirements
 
 
 def test_this_checkout_is_installed_from_source():

@@ -18,8 +18,8 @@ from modelpack.signature import (
     ParamSpec,
     Schema,
     TensorSpec,
-    infer_signature,
 )
+from modelpack.signature_inference import infer_signature
 
 # What MLflow 3.17 wrote for the diabetes ElasticNet (inputs shortened to three columns).
 MLFLOW_INPUTS = (

@@ -30,7 +30,7 @@ wheel_option = click.option(
 @wheel_option
 def generate_dockerfile(model_uri: str, output_dir: str, base_image: str | None,
                         modelpack_wheel: str | None) -> None:
-    from ..docker import generate_build_context
+    from ..container import generate_build_context
 
     context = generate_build_context(model_uri, output_dir, base_image=base_image,
                                      modelpack_wheel=modelpack_wheel)
@@ -53,7 +53,7 @@ def generate_dockerfile(model_uri: str, output_dir: str, base_image: str | None,
 @click.argument("builder_args", nargs=-1, type=click.UNPROCESSED)
 def build_docker(model_uri: str, name: str, base_image: str | None, modelpack_wheel: str | None, builder: str,
                  build_args: tuple[str, ...], builder_args: tuple[str, ...]) -> None:
-    from ..docker import build_image, find_builder, generate_build_context
+    from ..container import build_image, find_builder, generate_build_context
 
     tool = find_builder(builder)  # before any work: no builder, no build context
     with tempfile.TemporaryDirectory(prefix="modelpack-image-") as tmp:

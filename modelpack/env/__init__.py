@@ -1,6 +1,6 @@
 """Model environments: what a model needs (spec) and rebuilding it for serving.
 
-``spec`` writes the environment files at save time; at serve time ``recipe`` reads them,
+``spec`` writes the environment files at save time; at serve time ``recorded`` reads them,
 ``python`` finds the interpreter, ``build`` gets the environment from the ``cache`` (building
 it with a ``managers`` entry through ``runner`` when missing; ``failure`` explains errors).
 """

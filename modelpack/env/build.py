@@ -24,7 +24,7 @@ from .cache import BUILD_LOG, MARKER, Cache, Environment
 from .failure import summarize
 from .managers import Manager, get_manager
 from .python import Interpreter, find_python
-from .recipe import Recipe
+from .recorded import RecordedEnv
 from .runner import Progress
 
 logger = logging.getLogger(__name__)
@@ -39,9 +39,9 @@ def ensure_environment(model_dir: Path, manager_name: str, python: str | None = 
                        progress: Progress | None = None, cache: Cache | None = None) -> Environment:
     """The cached environment for ``model_dir`` (built now if missing) and record its use."""
     progress = progress or (lambda line: logger.info("  %s", line))
-    recipe = Recipe.from_model(model_dir)
-    interpreter = find_python(recipe.python, python)
-    key = recipe.key(interpreter.version, manager_name)
+    recorded = RecordedEnv.from_model(model_dir)
+    interpreter = find_python(recorded.python, python)
+    key = recorded.key(interpreter.version, manager_name)
     cache = cache or Cache()
     env = cache.get(key)
     if env is not None:
@@ -61,7 +61,7 @@ def ensure_environment(model_dir: Path, manager_name: str, python: str | None = 
                 logger.info("Using environment %s, just built by another process", key)
             else:
                 cache.discard_partial(key)
-                env = _Build(cache, key, recipe, interpreter, manager, progress).run()
+                env = _Build(cache, key, recorded, interpreter, manager, progress).run()
     env.record_use(Path(model_dir).absolute())
     return env
 
@@ -69,9 +69,9 @@ def ensure_environment(model_dir: Path, manager_name: str, python: str | None = 
 class _Build:
     """One build of one key, in a fresh directory."""
 
-    def __init__(self, cache: Cache, key: str, recipe: Recipe, interpreter: Interpreter,
+    def __init__(self, cache: Cache, key: str, recorded: RecordedEnv, interpreter: Interpreter,
                  manager: Manager, progress: Progress) -> None:
-        self.cache, self.key, self.recipe = cache, key, recipe
+        self.cache, self.key, self.recorded = cache, key, recorded
         self.interpreter, self.manager, self.progress = interpreter, manager, progress
         self.path = cache.new_build_dir(key)
         self.log_path = cache.new_log(key)
@@ -79,7 +79,7 @@ class _Build:
     def run(self) -> Environment:
         started = time.monotonic()
         logger.info("Building environment %s for %s with Python %s (%s); this happens once",
-                    self.key, self.recipe.model_dir.name, self.interpreter.version, self.manager.name)
+                    self.key, self.recorded.model_dir.name, self.interpreter.version, self.manager.name)
         try:
             with open(self.log_path, "w", encoding="utf-8") as log:
                 self._steps(log)
@@ -99,11 +99,11 @@ class _Build:
         python = self.path / "bin" / "python"
         self._step(log, f"Creating a virtual environment with Python {self.interpreter.version}",
                    self.manager.create(self.path, self.interpreter), "creating the virtual environment")
-        if self.recipe.build_dependencies:
-            tools = list(self.recipe.build_dependencies)
+        if self.recorded.build_dependencies:
+            tools = list(self.recorded.build_dependencies)
             self._step(log, f"Installing build tools: {' '.join(tools)}",
                        self.manager.install(python, tools), "installing the build tools")
-        lines = self.recipe.install_lines()
+        lines = self.recorded.install_lines()
         requirements = self.path / REQUIREMENTS_IN_ENV
         requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
         self._step(log, f"Installing {len(lines)} requirements: {', '.join(lines)}",
@@ -116,7 +116,7 @@ class _Build:
     def _step(self, log: IO[str], title: str, argv: list[str], what: str,
               summary: Callable[[list[str]], str] = summarize) -> None:
         self.progress(title)
-        result = runner.run(argv, log, self.progress, cwd=self.recipe.model_dir)
+        result = runner.run(argv, log, self.progress, cwd=self.recorded.model_dir)
         if result.returncode != 0:
             raise EnvironmentBuildError(
                 f"Building the environment failed while {what}: {summary(result.lines)}. "
@@ -133,7 +133,7 @@ class _Build:
         runner.run([str(python), "-m", "compileall", "-q", "-j", "0", "-x", skip, str(lib)], log, self.progress)
 
     def _write_marker(self, seconds: float) -> None:
-        from .selfdist import installed
+        from .modelpack_source import installed
 
         marker = {
             "key": self.key,
@@ -141,10 +141,10 @@ class _Build:
             "base_python": self.interpreter.path,
             "manager": self.manager.name,
             "platform": f"{platform.system()}-{platform.machine()}",
-            "build_dependencies": list(self.recipe.build_dependencies),
-            "requirements": self.recipe.install_lines(),
+            "build_dependencies": list(self.recorded.build_dependencies),
+            "requirements": self.recorded.install_lines(),
             "modelpack": " ".join(installed().install_args),
-            "built_for": str(self.recipe.model_dir),
+            "built_for": str(self.recorded.model_dir),
             "created": time.time(),
             "build_seconds": round(seconds, 1),
         }

@@ -58,7 +58,7 @@ class UvManager(Manager):
 def find_uv() -> str | None:
     """The ``uv`` executable: installed as a package in this interpreter, else on PATH."""
     try:
-        from uv import find_uv_bin  # type: ignore[import-not-found]
+        from uv import find_uv_bin
 
         return find_uv_bin()
     except (ImportError, FileNotFoundError):

@@ -47,7 +47,7 @@ def modelpack_requirement() -> str:
     same machine installs the same code; ``modelpack serve`` puts the serving modelpack into
     a rebuilt environment anyway (see docs/environments.md).
     """
-    from .selfdist import installed
+    from .modelpack_source import installed
 
     return installed().recorded_requirement
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelpack.enforce import SchemaEnforcer
 from modelpack.errors import InvalidInputError
-from modelpack.schema import SchemaEnforcer
 from modelpack.signature import (
     ColSpec,
     ModelSignature,

@@ -197,7 +197,7 @@ class _ColumnPlan:
     def __init__(self, schema: Schema) -> None:
         self.specs: list[ColSpec] = schema.inputs
         self.named = schema.has_input_names
-        self.names = [s.name for s in self.specs]
+        self.names: list[Any] = [s.name for s in self.specs]  # all str when named, all None when not
         self.required = [s.name for s in self.specs if s.required]
         self.fast_dtypes = tuple(_fast_dtype(s) for s in self.specs)
         # All columns float32 or all float64 (typical of scikit-learn): cast as one block.
@@ -251,6 +251,7 @@ class _ColumnPlan:
 
     def _numeric_block(self, frame: pd.DataFrame, dtypes: tuple[Any, ...]) -> Any:
         """Cast an all-numeric frame in one numpy call; None means "use the column path"."""
+        assert self.block_dtype is not None
         if not all(isinstance(d, np.dtype) and d.kind in "iuf" for d in dtypes):
             return None
         columns = frame.columns.tolist()
@@ -282,13 +283,13 @@ class _ColumnPlan:
                 f"Expected columns: {self.names}; received: {list(labels)}"
             )
         columns, changed = {}, False
-        for spec in self.specs:
-            if spec.name in labels:
-                column = frame[labels[spec.name]]
-                columns[spec.name] = _convert(column, spec, spec.name)
-                changed = changed or columns[spec.name] is not column
+        for name, spec in zip(self.names, self.specs, strict=True):
+            if name in labels:
+                column = frame[labels[name]]
+                columns[name] = _convert(column, spec, name)
+                changed = changed or columns[name] is not column
             else:
-                columns[spec.name] = _missing_column(spec, frame.index)
+                columns[name] = _missing_column(spec, frame.index)
         if not changed and frame.columns.tolist() == self.names:
             return frame
         return pd.DataFrame(columns, index=frame.index)
@@ -361,7 +362,7 @@ class _TensorPlan:
 
     def __init__(self, schema: Schema) -> None:
         self.specs: list[TensorSpec] = schema.inputs
-        self.names = [s.name for s in self.specs]
+        self.names: list[Any] = [s.name for s in self.specs]  # all str when named, all None when not
         self.single = self.specs[0] if len(self.specs) == 1 else None
 
     def enforce(self, data: Any) -> Any:
@@ -404,21 +405,6 @@ class SchemaEnforcer:
         param_schema = signature.params if signature is not None else None
         self._param_specs = {p.name: p for p in param_schema} if param_schema else None
         self._defaults = param_schema.defaults if param_schema else {}
-
-    @property
-    def numeric_dtype(self) -> np.dtype | None:
-        """The one dtype of every input column when all are float or all double (else None).
-
-        Lets a decoder build such input as one numpy block straight away.
-        """
-        plan = self._plan
-        return plan.block_dtype if isinstance(plan, _ColumnPlan) and plan.named else None
-
-    @property
-    def input_names(self) -> list[str] | None:
-        """The signature's column names, in order, when it names columns (else None)."""
-        plan = self._plan
-        return plan.names if isinstance(plan, _ColumnPlan) and plan.named else None
 
     def inputs(self, data: Any) -> Any:
         """Return ``data`` checked and safely cast for the model, or raise InvalidInputError."""

@@ -1,9 +1,9 @@
-"""Container images for one model: the build context (model + Dockerfile) and the builder that builds it.
+"""CONTEXT: the build context of one model's image (model + requirements + Dockerfile).
 
 ``generate_build_context`` writes a directory any OCI builder accepts: the model under ``model/``, the
 requirements the image installs under ``requirements/`` and a multi-stage Dockerfile that installs them
 into a virtualenv at build time, so the container serves with ``--env-manager local`` and rebuilds nothing
-when it starts. ``find_builder`` and ``build_image`` run docker, podman or buildah on it.
+when it starts. ``builder.py`` builds it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from .env import reqfile
-from .errors import EnvironmentBuildError, InvalidInputError
+from ..env import reqfile
+from ..errors import EnvironmentBuildError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 MODEL_PATH_IN_IMAGE = "/opt/model"
 IMAGE_PORT = 8080
 #: Builders in the order ``auto`` tries them.
-BUILDERS = ("docker", "podman", "buildah")
 
 _REQUIREMENTS_DIR = "requirements"
 _REQUIREMENTS_IN_BUILD = "/tmp/requirements"
@@ -106,8 +106,8 @@ def generate_build_context(
     running this (or ``modelpack_wheel``): a development checkout, which a build cannot reach as
     ``modelpack @ file:///dir``, is built into a wheel with ``pip wheel --no-deps`` and copied into the context.
     """
-    from .descriptor import ModelDescriptor
-    from .env.spec import REQUIREMENTS_FILE
+    from ..descriptor import ModelDescriptor
+    from ..env.spec import REQUIREMENTS_FILE
 
     model_dir = Path(model_dir).expanduser().absolute()
     descriptor = ModelDescriptor.read(model_dir)
@@ -154,14 +154,14 @@ def default_base_image(python_version: str | None) -> str:
 
 def render_dockerfile(base_image: str, build_tools: Sequence[str], model_name: str = "model") -> str:
     """The per-model Dockerfile text."""
-    from . import __version__
+    from .. import __version__
 
     return DOCKERFILE_TEMPLATE.format(
         model_name=model_name,
         version=__version__,
         image_hint=_image_hint(model_name),
         base_image=base_image,
-        build_tools=" ".join(_shell_quote(t) for t in build_tools) or "pip",
+        build_tools=" ".join(shlex.quote(t) for t in build_tools) or "pip",
         requirements_dir=_REQUIREMENTS_DIR,
         requirements_in_build=_REQUIREMENTS_IN_BUILD,
         model_path=MODEL_PATH_IN_IMAGE,
@@ -176,7 +176,7 @@ def _with_modelpack(recorded: list[str], req_dir: Path, wheel: Path | None) -> l
     The image gets the modelpack that builds it (as a rebuilt environment gets the serving one): ``wheel``
     if given, else the running modelpack's own requirement, with a development checkout built into a wheel.
     """
-    from .env.spec import canonical_name, modelpack_requirement
+    from ..env.spec import canonical_name, modelpack_requirement
 
     lines = [line for line in recorded if canonical_name(line) != "modelpack"]
     saved_with = next((line for line in recorded if canonical_name(line) == "modelpack"), None)
@@ -260,7 +260,7 @@ def _build_tools(model_dir: Path) -> list[str]:
     """The pinned pip/setuptools/wheel of ``python_env.yaml`` (pip alone when absent)."""
     import yaml
 
-    from .env.spec import PYTHON_ENV_FILE
+    from ..env.spec import PYTHON_ENV_FILE
 
     try:
         env = yaml.safe_load((model_dir / PYTHON_ENV_FILE).read_text(encoding="utf-8")) or {}
@@ -281,88 +281,6 @@ def _make_world_readable(root: Path) -> None:
             path.chmod(0o755 if path.stat().st_mode & 0o111 else 0o644)
 
 
-def _shell_quote(word: str) -> str:
-    import shlex
-
-    return shlex.quote(word)
-
-
 def _image_hint(model_name: str) -> str:
     hint = "".join(c if c.isalnum() or c in "._-" else "-" for c in model_name.lower()).strip("._-")
     return hint or "model"
-
-
-# -- builders ---------------------------------------------------------------------------------------------
-
-
-def find_builder(preferred: str = "auto") -> str:
-    """The builder to use: ``preferred`` if usable, or with ``auto`` the first usable of docker, podman, buildah.
-
-    Docker counts only when its daemon answers: a docker client without an engine cannot build.
-    """
-    candidates = BUILDERS if preferred == "auto" else (preferred,)
-    if preferred not in (*BUILDERS, "auto"):
-        raise InvalidInputError(f"Unknown builder '{preferred}'; expected auto, {', '.join(BUILDERS)}")
-    problems = []
-    for name in candidates:
-        if shutil.which(name) is None:
-            problems.append(f"{name}: not installed")
-            continue
-        if name == "docker":
-            reason = _docker_unreachable()
-            if reason:
-                problems.append(f"docker: installed, but its daemon does not answer ({reason})")
-                logger.info("Not using docker: its daemon does not answer (%s)", reason)
-                continue
-        logger.debug("Using %s to build", name)
-        return name
-    hint = "install Docker (with a running engine), Podman or Buildah" if preferred == "auto" else (
-        f"install {preferred}, or use --builder auto")
-    raise EnvironmentBuildError(
-        f"No container builder available ({'; '.join(problems)}): {hint}, or write the build context "
-        "with `modelpack generate-dockerfile` and build it elsewhere"
-    )
-
-
-def build_command(builder: str, context: Path, name: str, build_args: Sequence[str] = (),
-                  extra_args: Sequence[str] = ()) -> list[str]:
-    """The command line that builds ``context`` into image ``name``.
-
-    podman and buildah are asked for the Docker image format: the OCI format drops HEALTHCHECK.
-    """
-    argv = {"docker": ["docker", "build"], "podman": ["podman", "build", "--format", "docker"],
-            "buildah": ["buildah", "bud", "--format", "docker"]}[builder]
-    argv += ["--tag", name]
-    for arg in build_args:
-        argv += ["--build-arg", arg]
-    return [*argv, *extra_args, str(context)]
-
-
-def build_image(context: Path, name: str, *, builder: str = "auto", build_args: Sequence[str] = (),
-                extra_args: Sequence[str] = ()) -> str:
-    """Build ``context`` into image ``name`` with ``builder``; return the builder used.
-
-    The builder's own output goes to this process's stdout and stderr.
-    """
-    builder = find_builder(builder)
-    argv = build_command(builder, context, name, build_args, extra_args)
-    logger.info("Running: %s", " ".join(_shell_quote(a) for a in argv))
-    code = subprocess.call(argv)
-    if code != 0:
-        raise EnvironmentBuildError(
-            f"{builder} could not build image '{name}' (exit code {code}); see its output above"
-        )
-    return builder
-
-
-def _docker_unreachable() -> str | None:
-    """Why the docker daemon cannot be used, or None when it answers."""
-    try:
-        proc = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                              text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return lines[-1] if lines else f"exit code {proc.returncode}"
-    return None

@@ -1,4 +1,4 @@
-"""Flavor discovery and lookup.
+"""The flavor registry: flavor discovery and lookup (not the Model Registry of named model versions).
 
 Flavors are found through the ``modelpack.flavors`` entry-point group (the built-in
 ones too) and validated when registered. A plugin that fails to import or breaks the

@@ -12,7 +12,7 @@ import pytest
 
 from modelpack.errors import FlavorError
 from modelpack.flavor import Flavor
-from modelpack.registry import ENTRY_POINT_GROUP, FlavorRegistry, get_registry
+from modelpack.flavor_registry import ENTRY_POINT_GROUP, FlavorRegistry, get_registry
 
 
 def test_builtin_flavors_come_from_entry_points():
@@ -81,7 +81,7 @@ def test_third_party_flavor_registered_only_through_an_entry_point(tmp_path):
     _install_fake_distribution(site, "broken_flavor", BROKEN, "broken = broken_flavor:NotAFlavor")
     script = textwrap.dedent(f"""
         import modelpack, doubler_flavor
-        from modelpack.registry import get_registry
+        from modelpack.flavor_registry import get_registry
         d = modelpack.save_model(doubler_flavor.Doubler(), {str(tmp_path / 'm')!r}, pip_requirements=[])
         print(d.flavors["python_function"]["loader_module"])
         print(modelpack.load_model({str(tmp_path / 'm')!r}).predict([1, 2, 3]))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import ModelLoadError
 from . import reqfile
-from .selfdist import installed
+from .modelpack_source import installed
 from .spec import PYTHON_ENV_FILE, REQUIREMENTS_FILE, canonical_name
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ KEY_FORMAT = "1"
 
 
 @dataclass(frozen=True)
-class Recipe:
+class RecordedEnv:
     """A model's environment as recorded at save time."""
 
     model_dir: Path
@@ -38,7 +38,7 @@ class Recipe:
     requirements: tuple[str, ...]  #: ``-r`` inlined, ``-c`` paths absolute
 
     @classmethod
-    def from_model(cls, model_dir: Path) -> Recipe:
+    def from_model(cls, model_dir: Path) -> RecordedEnv:
         import yaml
 
         model_dir = Path(model_dir).absolute()
@@ -78,7 +78,7 @@ class Recipe:
         return [*lines, " ".join(this.install_args)]
 
     def key(self, python_version: str, manager: str) -> str:
-        """The cache key (16 hex digits) of this recipe built with Python ``python_version``."""
+        """The cache key (16 hex digits) of this environment built with Python ``python_version``."""
         constraints = []
         for line in self.requirements:
             path = reqfile.local_constraint(line)
