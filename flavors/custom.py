@@ -18,7 +18,7 @@ from typing import Any
 
 from modelpack.descriptor import ModelDescriptor
 from modelpack.errors import FlavorError, ModelLoadError
-from modelpack.flavor import Flavor, SavedFlavor
+from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor
 from modelpack.python_model import PythonModel, PythonModelContext
 
 MODEL_FILE = "python_model.pkl"
@@ -48,7 +48,7 @@ class PythonModelFlavor(Flavor):
     def requirements(self, model: Any) -> list[str]:
         return ["cloudpickle"]
 
-    def save(
+    def save(  # type: ignore[override]  # each flavor takes its own keyword options
         self,
         model: Any,
         path: Path,
@@ -101,13 +101,15 @@ class PythonModelFlavor(Flavor):
         artifacts = {}
         for name, spec in (conf.get("artifacts") or {}).items():
             rel = spec.get("path") if isinstance(spec, dict) else spec
+            if not rel:
+                raise ModelLoadError(f"Artifact '{name}' in MLmodel has no path")
             artifacts[name] = str((model_dir / rel).resolve())
         context = PythonModelContext(artifacts=artifacts, model_config=dict(conf.get("model_config") or {}))
         model.load_context(context)
         return CustomPyFunc(model, context)
 
 
-class CustomPyFunc:
+class CustomPyFunc(PyFuncImplementation):
     """python_function wrapper: passes the context to the user's predict."""
 
     def __init__(self, python_model: PythonModel, context: PythonModelContext) -> None:
@@ -156,9 +158,9 @@ _FLAVOR = PythonModelFlavor()
 
 def save_model(python_model: PythonModel, path: str | Path, **kwargs: Any) -> ModelDescriptor:
     """Save a custom model; ``artifacts``, ``code_paths``, ``model_config`` as in :func:`modelpack.save_model`."""
-    from modelpack.flavor import save_model as _save_with
+    import modelpack
 
-    return _save_with(PythonModelFlavor.name, python_model, path, **kwargs)
+    return modelpack.save_model(python_model, path, flavor=PythonModelFlavor.name, **kwargs)
 
 
 def load_model(path: str | Path) -> PythonModel:

@@ -8,12 +8,14 @@ directories written by ``mlflow.sklearn`` (pickle and cloudpickle formats).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelpack.descriptor import ModelDescriptor
 from modelpack.errors import FlavorError, ModelLoadError
-from modelpack.flavor import Flavor, SavedFlavor, class_from_library, load_native
-from modelpack.flavor import save_model as _save_with
+from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor, class_from_library, load_native
+
+if TYPE_CHECKING:
+    from modelpack.float_rows import FloatRows
 
 FLAVOR_NAME = "sklearn"
 MODEL_FILE = "model.pkl"
@@ -32,7 +34,7 @@ class SklearnFlavor(Flavor):
     def requirements(self, model: Any) -> list[str]:
         return ["scikit-learn", "cloudpickle"]
 
-    def save(
+    def save(  # type: ignore[override]  # each flavor takes its own keyword options
         self,
         model: Any,
         path: Path,
@@ -88,7 +90,7 @@ class SklearnFlavor(Flavor):
         return SklearnPyFunc(self.load(model_dir, descriptor), predict_fn)
 
 
-class SklearnPyFunc:
+class SklearnPyFunc(PyFuncImplementation):
     """python_function wrapper: calls the recorded predict method.
 
     scikit-learn validates a DataFrame far more slowly than an array (about 0.6 ms per
@@ -116,14 +118,11 @@ class SklearnPyFunc:
                 return self._predict(array)
         return self._predict(model_input)
 
-    def predict_array(self, array: Any, columns: list[str], params: dict | None = None) -> Any:
-        """Predict on a numeric ``array`` whose columns are ``columns`` (already the signature's):
-        the array itself when the frame path would pass it, else as a DataFrame."""
-        if self._array_ok and (self._feature_names is None or columns == self._feature_names):
-            return self._predict(array)
-        import pandas as pd
-
-        return self.predict(pd.DataFrame(array, columns=columns, copy=False), params)
+    def predict_float_rows(self, rows: FloatRows, params: dict | None = None) -> Any:
+        """The fast path: the array itself when the frame path would pass it, else the DataFrame."""
+        if self._array_ok and (self._feature_names is None or rows.columns == self._feature_names):
+            return self._predict(rows.array)
+        return self.predict(rows.to_frame(), params)
 
     def _as_array(self, frame: Any) -> Any:
         if self._feature_names is not None and frame.columns.tolist() != self._feature_names:
@@ -162,7 +161,9 @@ _FLAVOR = SklearnFlavor()
 
 def save_model(model: Any, path: str | Path, **kwargs: Any) -> ModelDescriptor:
     """Save a scikit-learn estimator; see :func:`modelpack.save_model` for the options."""
-    return _save_with(FLAVOR_NAME, model, path, **kwargs)
+    import modelpack
+
+    return modelpack.save_model(model, path, flavor=FLAVOR_NAME, **kwargs)
 
 
 def load_model(path: str | Path) -> Any:

@@ -2,19 +2,24 @@
 
 A flavor knows one model library. It is a :class:`Flavor` subclass registered in the
 ``modelpack.flavors`` entry-point group (built-in flavors too, see pyproject.toml).
-The registry checks a flavor when it is registered, so a broken plugin fails early.
+The flavor registry (:mod:`modelpack.flavor_registry`) checks a flavor when it is registered,
+so a broken plugin fails early.
 
 A flavor implements four things:
 
 * ``save(model, path, **options)`` writes the native files into ``path`` (a staging
   directory) and returns a :class:`SavedFlavor` with its MLmodel sections;
 * ``load(model_dir, descriptor)`` returns the native model object;
-* ``load_pyfunc(model_dir, descriptor)`` returns an object with
-  ``predict(model_input, params=None)`` - the python_function wrapper;
+* ``load_pyfunc(model_dir, descriptor)`` returns a :class:`PyFuncImplementation` - the
+  python_function wrapper: ``predict(model_input, params=None)``, and optionally the
+  ``predict_float_rows`` fast path;
 * ``requirements(model)`` names the distributions to pin (``["scikit-learn"]``).
 
-Flavors import only this module, :mod:`modelpack.errors` and
-:mod:`modelpack.python_model` from the core, and import their model library lazily.
+This module is the bottom of the plugin SDK: it imports only :mod:`modelpack.descriptor`
+and :mod:`modelpack.errors`, never the core that uses it (saving, loading, the flavor registry).
+Flavors import only this module, :mod:`modelpack.errors`, :mod:`modelpack.descriptor` and
+:mod:`modelpack.python_model` from the core, and import their model library lazily; their
+``save_model`` helpers call the public :func:`modelpack.save_model`.
 """
 
 from __future__ import annotations
@@ -22,15 +27,31 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .descriptor import ModelDescriptor
 
+if TYPE_CHECKING:
+    from .float_rows import FloatRows
 
-class PyFuncImplementation(Protocol):
-    """What ``Flavor.load_pyfunc`` returns."""
 
-    def predict(self, model_input: Any, params: dict | None = None) -> Any: ...
+class PyFuncImplementation(abc.ABC):
+    """What ``Flavor.load_pyfunc`` returns: the model behind the python_function interface.
+
+    ``predict`` is required. ``predict_float_rows`` is the optional fast path (see
+    :mod:`modelpack.float_rows`): it receives :class:`~modelpack.float_rows.FloatRows` whose
+    columns are exactly the signature's, all doubles, and must give exactly what ``predict``
+    gives on the equivalent DataFrame. The default builds that DataFrame; override it when
+    the library takes a numpy array directly.
+    """
+
+    @abc.abstractmethod
+    def predict(self, model_input: Any, params: dict | None = None) -> Any:
+        """Predict on input already checked against the model's signature."""
+
+    def predict_float_rows(self, rows: FloatRows, params: dict | None = None) -> Any:
+        """Predict on a float64 block with the signature's columns (default: as a DataFrame)."""
+        return self.predict(rows.to_frame(), params)
 
 
 @dataclass
@@ -49,7 +70,7 @@ class SavedFlavor:
 class Flavor(abc.ABC):
     """Base class of every flavor plugin."""
 
-    #: Section name in MLmodel and registry name, e.g. ``"sklearn"``.
+    #: Section name in MLmodel and flavor registry name, e.g. ``"sklearn"``.
     name: ClassVar[str]
     #: Written as ``python_function.loader_module``; a permanent public contract.
     loader_module: ClassVar[str]
@@ -88,13 +109,6 @@ def class_from_library(model: Any, library: str) -> bool:
         (getattr(cls, "__module__", "") or "").split(".", 1)[0] == library
         for cls in type(model).__mro__
     )
-
-
-def save_model(flavor: str, model: Any, path: str | Path, **kwargs: Any) -> ModelDescriptor:
-    """Save ``model`` with the named flavor (what each flavor module's ``save_model`` calls)."""
-    from .save import save_model as _save
-
-    return _save(model, path, flavor=flavor, **kwargs)
 
 
 def load_native(flavor: Flavor, model_dir: str | Path) -> Any:

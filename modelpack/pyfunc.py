@@ -11,55 +11,30 @@ import importlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from .descriptor import ModelDescriptor
-from .errors import ModelLoadError, ModelpackError
+from .errors import FlavorError, ModelLoadError, ModelpackError, PredictionError
+from .flavor import PyFuncImplementation
+from .float_rows import FloatRows, float_rows_columns
 
 logger = logging.getLogger(__name__)
-
-
-class FloatRows(NamedTuple):
-    """Rows of float64 numbers and their column names: what the server decodes a split, records
-    or small CSV body of plain numbers into when every input column is a double.
-
-    :meth:`PyFuncModel.predict` takes them without building a DataFrame when the columns are
-    exactly the signature's (the case where enforcement would return the frame unchanged) and
-    the flavor's wrapper has a ``predict_array`` hook; otherwise they become a DataFrame first.
-    ``array`` is column-major, the layout pandas gives a frame's float block, so a model sees
-    the same memory either way.
-    """
-
-    array: Any
-    columns: list
-
-    def to_frame(self) -> Any:
-        import pandas as pd
-
-        return pd.DataFrame(self.array, columns=self.columns, copy=False)
 
 
 class PyFuncModel:
     """A loaded model with a uniform ``predict``; ``metadata`` is the parsed MLmodel."""
 
-    def __init__(self, impl: Any, metadata: ModelDescriptor, model_dir: Path) -> None:
-        from .schema import SchemaEnforcer
+    def __init__(self, impl: PyFuncImplementation, metadata: ModelDescriptor, model_dir: Path) -> None:
+        from .enforce import SchemaEnforcer
 
         self._impl = impl
         self.metadata = metadata
         self.model_dir = model_dir
         self.signature = metadata.get_signature()
         self._enforcer = SchemaEnforcer(self.signature)
-        # FloatRows with exactly these columns go straight to the wrapper's predict_array hook.
-        self._predict_array = getattr(impl, "predict_array", None)
-        self._array_columns = self._enforcer.input_names if self._predict_array and self.all_double_inputs else None
-
-    @property
-    def all_double_inputs(self) -> bool:
-        """Whether the signature makes every input column a double (a decoding shortcut)."""
-        import numpy as np
-
-        return self._enforcer.numeric_dtype == np.float64
+        #: FloatRows with exactly these columns go straight to ``impl.predict_float_rows``
+        #: (None: this model does not take the fast path; see modelpack/float_rows.py).
+        self.float_rows_columns = float_rows_columns(self.signature)
 
     @property
     def loader_module(self) -> str:
@@ -75,10 +50,20 @@ class PyFuncModel:
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """Predict on ``data`` after checking it (and ``params``) against the signature."""
-        if type(data) is FloatRows and data.columns == self._array_columns:
-            return self._predict_array(data.array, data.columns, params=self._enforcer.params(params))
+        if type(data) is FloatRows and data.columns == self.float_rows_columns:
+            try:
+                return self._impl.predict_float_rows(data, params=self._enforcer.params(params))
+            except ModelpackError:
+                raise
+            except Exception as exc:
+                raise _model_raised(exc) from exc
         data, params = self.validate(data, params)
-        return self._impl.predict(data, params=params)
+        try:
+            return self._impl.predict(data, params=params)
+        except ModelpackError:  # e.g. a flavor's own input checks
+            raise
+        except Exception as exc:
+            raise _model_raised(exc) from exc
 
     def __repr__(self) -> str:
         flavors = ", ".join(self.metadata.native_flavors) or "python_function"
@@ -120,7 +105,7 @@ def load_model(model_uri: str | os.PathLike[str]) -> PyFuncModel:
 
 def load_pyfunc_from(model_dir: Path, descriptor: ModelDescriptor) -> PyFuncModel:
     """Build the PyFuncModel of an already-read descriptor."""
-    from .registry import get_registry
+    from .flavor_registry import get_registry
 
     module = descriptor.loader_module
     flavor = get_registry().for_loader_module(module)
@@ -135,7 +120,27 @@ def load_pyfunc_from(model_dir: Path, descriptor: ModelDescriptor) -> PyFuncMode
         raise ModelLoadError(
             f"Loading the model at '{model_dir}' with '{module}' failed: {type(exc).__name__}: {exc}"
         ) from exc
+    if not isinstance(impl, PyFuncImplementation):
+        if not callable(getattr(impl, "predict", None)):
+            raise FlavorError(
+                f"Flavor '{flavor.name if flavor else module}' returned {type(impl).__name__} from load_pyfunc, "
+                "which has no predict method"
+            )
+        impl = ForeignPyFunc(impl)
     return PyFuncModel(impl, descriptor, model_dir)
+
+
+class ForeignPyFunc(PyFuncImplementation):
+    """Any object with ``predict`` (what an MLflow-style ``_load_pyfunc`` or a duck-typed flavor
+    returns) under the flavor contract; it gets the default ``predict_float_rows``."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, model_input: Any, params: dict | None = None) -> Any:
+        if params:
+            return self.model.predict(model_input, params=params)
+        return self.model.predict(model_input)
 
 
 def _load_foreign(module: str, model_dir: Path, descriptor: ModelDescriptor) -> Any:
@@ -143,7 +148,7 @@ def _load_foreign(module: str, model_dir: Path, descriptor: ModelDescriptor) -> 
     try:
         loader = importlib.import_module(module)
     except ImportError as exc:
-        from .registry import get_registry
+        from .flavor_registry import get_registry
 
         raise ModelLoadError(
             f"Model at '{model_dir}' needs loader module '{module}', which no registered flavor "
@@ -153,3 +158,8 @@ def _load_foreign(module: str, model_dir: Path, descriptor: ModelDescriptor) -> 
         raise ModelLoadError(f"Loader module '{module}' has no _load_pyfunc function")
     data = descriptor.pyfunc.get("model_path") or descriptor.pyfunc.get("data") or ""
     return loader._load_pyfunc(str(model_dir / data))
+
+
+def _model_raised(exc: Exception) -> PredictionError:
+    """The error for an exception the model itself raised: its type in ``message``, its text as ``detail``."""
+    return PredictionError(f"The model raised {type(exc).__name__} while predicting", detail=str(exc))

@@ -36,11 +36,11 @@ def predict(model_uri: str, input_path: str, output_path: str | None, content_ty
     body = read_body(input_path)
 
     from ..pyfunc import load_model
-    from ..server.decode import decode_request
+    from ..server.decode import RequestDecoder
     from ..server.encode import encode_predictions
 
     model = load_model(model_dir)
-    data, params = decode_request(CONTENT_TYPES[content_type], body, model.all_double_inputs)
+    data, params = RequestDecoder.for_model(model)(CONTENT_TYPES[content_type], body)
     result = encode_predictions(model.predict(data, params=params))
     if output_path is None:
         sys.stdout.buffer.write(result + b"\n")
@@ -79,5 +79,5 @@ def _rerun_in(python: str, model_dir: Path, input_path: str, output_path: str | 
     if content_type:
         argv += ["-t", content_type]
     code = subprocess.call(argv)
-    if code:
-        raise SystemExit(code)
+    if code:  # the child printed its own "Error: ..." line; exit with its code (128+N if signal N ended it)
+        raise click.exceptions.Exit(code if code > 0 else 128 - code)

@@ -18,11 +18,11 @@ from .predict import CONTENT_TYPES, read_body
               help="Body format (default: from the file extension, json otherwise).")
 def validate(model_uri: str, input_path: str, content_type: str | None) -> None:
     from ..pyfunc import load_model
-    from ..server.decode import decode_request
+    from ..server.decode import RequestDecoder
 
     model = load_model(Path(model_uri).expanduser().absolute())
     content_type = content_type or ("csv" if input_path.lower().endswith(".csv") else "json")
-    data, params = model.validate(*decode_request(CONTENT_TYPES[content_type], read_body(input_path)))
+    data, params = model.validate(*RequestDecoder(float_rows=False)(CONTENT_TYPES[content_type], read_body(input_path)))
     rows = len(data) if hasattr(data, "__len__") else 1
     if model.signature is None:
         click.echo(f"OK: body decodes ({rows} rows); the model has no signature, so nothing else is checked")

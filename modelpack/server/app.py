@@ -8,9 +8,9 @@ from flask import Flask, Response, request
 
 from .. import __version__
 from ..config import ServeConfig
-from .decode import decode_request
+from .decode import RequestDecoder
 from .encode import encode_predictions
-from .errors import to_response
+from .errors import payload_too_large, to_response
 
 JSON = "application/json"
 
@@ -21,7 +21,7 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     version = b'{"version":"%s"}' % __version__.encode()
     metadata = _metadata_body(model)
-    all_double = model.all_double_inputs
+    decode = RequestDecoder.for_model(model)  # the fast path or not, decided once
 
     @app.get("/ping")
     @app.get("/health")
@@ -38,7 +38,13 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
 
     @app.post("/invocations")
     def invocations() -> Response:
-        data, params = decode_request(request.mimetype, request.get_data(cache=False), all_double)
+        length, limit = request.content_length, config.max_body_bytes
+        if length is not None and length > limit:  # refused before reading it
+            raise payload_too_large(limit)
+        if length is None and len(request.get_data()) >= limit and request.environ["wsgi.input"].read(1):
+            # chunked: MAX_CONTENT_LENGTH stops reading at the limit without an error; a byte more is too large
+            raise payload_too_large(limit)
+        data, params = decode(request.mimetype, request.get_data(cache=False))
         predictions = model.predict(data, params=params)
         return Response(encode_predictions(predictions), mimetype=JSON)
 

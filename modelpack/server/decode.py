@@ -9,9 +9,8 @@ UnsupportedMediaTypeError (415) whose message names the problem, never the body.
 from __future__ import annotations
 
 import io
-import itertools
-import operator
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,31 +18,15 @@ import orjson
 import pandas as pd
 
 from ..errors import InvalidInputError, MalformedRequestError, UnsupportedMediaTypeError
-from ..pyfunc import FloatRows
+from ..float_rows import FloatRows, numbers_only_after_data
+from ..float_rows import from_csv as float_rows_from_csv
+from ..float_rows import from_records as float_rows_from_records
+from ..float_rows import from_split as float_rows_from_split
 
 SPLIT_KEYS = frozenset({"columns", "data", "index"})
 
 
-def _float_block(data: list, columns: list) -> FloatRows | None:
-    """Rows of plain numbers as one float64 block, or None to take the checked path.
-
-    The caller has made sure the body holds no strings, booleans or nulls in the data;
-    here every row must be a list of ``len(columns)`` numbers. ``np.fromiter`` over the
-    chained rows is the fastest list -> array route in numpy (faster than ``np.array``).
-    """
-    width = len(columns)
-    try:
-        if set(map(len, data)) != {width}:
-            return None
-        flat = np.fromiter(itertools.chain.from_iterable(data), np.float64, count=len(data) * width)
-    except (TypeError, ValueError):  # a row that is not a list, a nested list
-        return None
-    # Column-major, as pandas lays out a frame built from rows: models see the same memory
-    # layout (and BLAS sums in the same order) as on the checked path.
-    return FloatRows(np.asfortranarray(flat.reshape(len(data), width)), columns)
-
-
-def _split(obj: Any, where: str = "dataframe_split", all_double: bool = False) -> pd.DataFrame | FloatRows:
+def _split(obj: Any, where: str = "dataframe_split", float_rows: bool = False) -> pd.DataFrame | FloatRows:
     if not isinstance(obj, dict) or "data" not in obj:
         raise InvalidInputError(f"'{where}' must be an object with 'data' (and 'columns')")
     data, columns = obj["data"], obj.get("columns")
@@ -51,8 +34,8 @@ def _split(obj: Any, where: str = "dataframe_split", all_double: bool = False) -
         raise InvalidInputError(f"'{where}.data' must be a list of rows")
     if columns is not None and not isinstance(columns, list):
         raise InvalidInputError(f"'{where}.columns' must be a list of column names")
-    if all_double and columns and data:
-        rows = _float_block(data, columns)
+    if float_rows and columns:
+        rows = float_rows_from_split(data, columns)
         if rows is not None:
             return rows
     if columns is not None and data:
@@ -69,33 +52,14 @@ def _split(obj: Any, where: str = "dataframe_split", all_double: bool = False) -
         raise InvalidInputError(f"'{where}' cannot be read as a table: {exc}") from None
 
 
-def _records(obj: Any, all_double: bool = False) -> pd.DataFrame | FloatRows:
+def _records(obj: Any, float_rows: bool = False) -> pd.DataFrame | FloatRows:
     if not isinstance(obj, list) or (obj and set(map(type, obj)) != {dict}):
         raise InvalidInputError("'dataframe_records' must be a list of objects (one per row)")
-    if all_double and obj:
-        rows = _records_float_rows(obj)
+    if float_rows:
+        rows = float_rows_from_records(obj)
         if rows is not None:
             return rows
     return pd.DataFrame.from_records(obj)
-
-
-def _records_float_rows(records: list[dict]) -> FloatRows | None:
-    """Records that all have the same keys and only int/float values (no bool: its type is
-    not int's), as FloatRows in the first record's key order - the table from_records builds,
-    cast to double as enforcement would. Anything else: None, and pandas reads it."""
-    columns = list(records[0])
-    width = len(columns)
-    if not width or set(map(len, records)) != {width}:
-        return None
-    if not set(map(type, itertools.chain.from_iterable(map(dict.values, records)))) <= {float, int}:
-        return None
-    getter = operator.itemgetter(*columns)
-    values = map(getter, records) if width == 1 else itertools.chain.from_iterable(map(getter, records))
-    try:  # same length and every key of the first record present: the same keys
-        flat = np.fromiter(values, np.float64, count=len(records) * width)
-    except KeyError:
-        return None
-    return FloatRows(np.asfortranarray(flat.reshape(len(records), width)), columns)
 
 
 def _array(value: Any, where: str) -> np.ndarray:
@@ -128,20 +92,9 @@ _FORMAT_HELP = (
 )
 
 
-def _only_numbers_after_data(body: bytes) -> bool:
-    """Whether nothing but numbers can follow the ``"data"`` key: no string (no '"'), no
-    ``true``/``null`` (no 'u') and no ``false`` (no 'a') after it - one memchr each. Another
-    key after the data only costs the checked path, never a wrong answer."""
-    start = body.find(b'"data"') + 6
-    return start >= 6 and body.find(b'"', start) < 0 and body.find(b"u", start) < 0 and body.find(b"a", start) < 0
-
-
-def decode_json(body: bytes, all_double: bool = False) -> tuple[Any, dict[str, Any] | None]:
-    """Decode a JSON body. ``all_double`` says every model input column is a double, so a
-    split or records body of plain numbers may be read as one float64 block, :class:`FloatRows`
-    (what enforcement would cast it to anyway; ``PyFuncModel.predict`` takes it as it is). numpy
-    would silently turn booleans, nulls and numeric strings into numbers, so a body that may
-    hold any of them takes the checked path."""
+def decode_json(body: bytes, float_rows: bool = False) -> tuple[Any, dict[str, Any] | None]:
+    """Decode a JSON body. With ``float_rows`` (the model takes them, see modelpack/float_rows.py)
+    a split or records body of plain numbers is read as one float64 block."""
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -157,58 +110,21 @@ def decode_json(body: bytes, all_double: bool = False) -> tuple[Any, dict[str, A
         if unknown:
             raise InvalidInputError(f"Unexpected keys {sorted(unknown)[:10]} next to '{present[0]}'")
         if present[0] == "dataframe_split":
-            return _split(obj["dataframe_split"], all_double=all_double and _only_numbers_after_data(body)), params
+            return _split(obj["dataframe_split"], float_rows=float_rows and numbers_only_after_data(body)), params
         if present[0] == "dataframe_records":
-            return _records(obj["dataframe_records"], all_double), params
+            return _records(obj["dataframe_records"], float_rows), params
         return JSON_FORMATS[present[0]](obj[present[0]]), params
     if len(present) > 1:
         raise InvalidInputError(f"JSON body has several input formats {present}; send exactly one")
     if "data" in obj and set(obj) <= SPLIT_KEYS | {"params"}:
-        return _split(obj, "body", all_double and _only_numbers_after_data(body)), params
+        return _split(obj, "body", float_rows and numbers_only_after_data(body)), params
     raise InvalidInputError(f"JSON body must have {_FORMAT_HELP}; got keys {sorted(obj)[:10]}")
 
 
-#: Bytes a CSV body of plain numbers holds after its header line.
-_CSV_NUMBER_BYTES = b"0123456789.-+eE,\n"
-#: Up to this size (about 120 rows of 10 numbers), float() beats read_csv's ~0.35 ms fixed cost.
-_SMALL_CSV_BYTES = 24 * 1024
-
-
-def _csv_float_rows(body: bytes) -> FloatRows | None:
-    """A small CSV body of plain numbers under a simple header as FloatRows, else None (pandas).
-
-    Taken only where pandas would read the same table: a header of distinct, non-empty,
-    unquoted names; rows of exactly one field per column, every field a number (float()
-    and pandas both round correctly, so the values are identical); no quotes, spaces, empty
-    fields, blank lines or CR. Anything else - including every error - is left to pandas.
-    """
-    header, _, rest = body.partition(b"\n")
-    if not rest or len(body) > _SMALL_CSV_BYTES or rest.translate(None, _CSV_NUMBER_BYTES):
-        return None
-    try:
-        columns = header.decode("utf-8").split(",")
-    except UnicodeDecodeError:
-        return None
-    if len(set(columns)) != len(columns) or not all(c and c.strip() == c and '"' not in c for c in columns) \
-            or columns[0].startswith("\ufeff"):
-        return None
-    lines = rest.split(b"\n")
-    if not lines[-1]:
-        lines.pop()
-    width = len(columns)
-    if not lines or set(map(bytes.count, lines, itertools.repeat(b","))) != {width - 1}:
-        return None
-    try:
-        flat = np.fromiter(map(float, b",".join(lines).split(b",")), np.float64, count=len(lines) * width)
-    except ValueError:  # "1.2.3", "-", "" ...: pandas decides what they are
-        return None
-    return FloatRows(np.asfortranarray(flat.reshape(len(lines), width)), columns)
-
-
-def decode_csv(body: bytes, all_double: bool = False) -> tuple[pd.DataFrame | FloatRows, None]:
-    """Decode a CSV body with a header row; see decode_json for ``all_double``."""
-    if all_double:
-        rows = _csv_float_rows(body)
+def decode_csv(body: bytes, float_rows: bool = False) -> tuple[pd.DataFrame | FloatRows, None]:
+    """Decode a CSV body with a header row; see decode_json for ``float_rows``."""
+    if float_rows:
+        rows = float_rows_from_csv(body)
         if rows is not None:
             return rows, None
     if not body.strip():
@@ -219,18 +135,33 @@ def decode_csv(body: bytes, all_double: bool = False) -> tuple[pd.DataFrame | Fl
         raise MalformedRequestError(f"CSV body cannot be parsed: {exc}") from None
 
 
-DECODERS: dict[str, Callable[[bytes, bool], tuple[Any, dict[str, Any] | None]]] = {
-    "application/json": decode_json,
-    "text/csv": decode_csv,
+Decoder = Callable[[bytes], tuple[Any, dict[str, Any] | None]]
+
+#: mimetype -> decoder, for models without and with the float-rows fast path.
+DECODERS: dict[str, Decoder] = {"application/json": decode_json, "text/csv": decode_csv}
+FLOAT_ROWS_DECODERS: dict[str, Decoder] = {
+    "application/json": partial(decode_json, float_rows=True),
+    "text/csv": partial(decode_csv, float_rows=True),
 }
 
 
-def decode_request(mimetype: str | None, body: bytes, all_double: bool = False) -> tuple[Any, dict[str, Any] | None]:
-    """Decode a request body by its (lower-cased, parameter-free) mimetype; see decode_json for ``all_double``."""
-    decoder = DECODERS.get(mimetype or "")
-    if decoder is None:
-        shown = f"'{mimetype}'" if mimetype else "missing"
-        raise UnsupportedMediaTypeError(
-            f"Content-Type {shown} is not supported; use one of {sorted(DECODERS)}"
-        )
-    return decoder(body, all_double)
+class RequestDecoder:
+    """Decodes request bodies for one model; which decoders it uses is decided once, here."""
+
+    def __init__(self, float_rows: bool) -> None:
+        self.decoders = FLOAT_ROWS_DECODERS if float_rows else DECODERS
+
+    @classmethod
+    def for_model(cls, model: Any) -> RequestDecoder:
+        """The decoder for a loaded :class:`~modelpack.pyfunc.PyFuncModel`."""
+        return cls(model.float_rows_columns is not None)
+
+    def __call__(self, mimetype: str | None, body: bytes) -> tuple[Any, dict[str, Any] | None]:
+        """Decode ``body`` by its (lower-cased, parameter-free) mimetype."""
+        decoder = self.decoders.get(mimetype or "")
+        if decoder is None:
+            shown = f"'{mimetype}'" if mimetype else "missing"
+            raise UnsupportedMediaTypeError(
+                f"Content-Type {shown} is not supported; use one of {sorted(self.decoders)}"
+            )
+        return decoder(body)
