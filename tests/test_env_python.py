@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelpack.env import python as lookup
-from modelpack.env.python import Interpreter, choose, find_python
+from modelpack.env.python import Interpreter, choose, find_python, minor_of
 from modelpack.errors import EnvironmentBuildError
 
 
@@ -87,6 +87,38 @@ def test_choose_prefers_exact_then_newest_patch():
     assert choose("3.9.10", found).path == "c"
     assert choose("3.9.11", found).path == "b"
     assert choose("3.9", found).path == "b"  # only the minor version recorded (no warning)
+
+
+@pytest.mark.parametrize("version, minor", [
+    ("3.14.0rc1", "3.14"), ("3.13.0a2", "3.13"), ("3.12.1+local", "3.12"), ("3.13.0a2+", "3.13"), ("3.11", "3.11"),
+])
+def test_pre_release_and_local_versions_parse(version, minor):
+    assert minor_of(version) == minor
+    assert Interpreter("p", version).minor == minor
+
+
+def test_pre_release_and_local_interpreters_are_found(machine, caplog):
+    rc = _fake_python(machine / "pyenv" / "versions" / "3.14.0rc1" / "bin" / "python", "3.14.0rc1")
+    assert find_python("3.14.0rc1") == Interpreter(str(rc), "3.14.0rc1")
+    with caplog.at_level(logging.WARNING, logger="modelpack.env.python"):
+        assert find_python("3.14.0") == Interpreter(str(rc), "3.14.0rc1")  # the final release is missing
+    assert "using Python 3.14.0rc1" in caplog.text
+    alpha = _fake_python(machine / "uv" / "cpython-3.13.0a2-linux-x86_64-gnu" / "bin" / "python3", "3.13.0a2")
+    assert find_python("3.13.0a2") == Interpreter(str(alpha), "3.13.0a2")
+    local = _fake_python(machine / "bin" / "python3.12", "3.12.1+local")
+    assert find_python("3.12.1+local") == Interpreter(str(local), "3.12.1+local")
+
+
+def test_choose_orders_pre_releases_and_lists_them(machine, monkeypatch):
+    found = [Interpreter("rc", "3.9.18rc1"), Interpreter("old", "3.9.2"), Interpreter("new", "3.9.18")]
+    assert choose("3.9.19", found).path == "new"
+    assert choose("3.9.19", found[:2]).path == "rc"  # 3.9.18rc1 is newer than 3.9.2
+    monkeypatch.setattr(lookup, "current", lambda: Interpreter("/current/python", "3.14.0rc1"))
+    _fake_python(machine / "pyenv" / "versions" / "3.13.0a2" / "bin" / "python", "3.13.0a2")
+    _fake_python(machine / "bin" / "python3", "3.12.1+local")
+    with pytest.raises(EnvironmentBuildError) as info:
+        find_python("3.8.18")
+    assert "found: 3.12.1+local, 3.13.0a2, 3.14.0rc1" in info.value.message
 
 
 def test_the_real_interpreter_is_found():

@@ -14,6 +14,8 @@ import click
 
 from .. import __version__
 
+logger = logging.getLogger("modelpack.cli")
+
 #: command name -> "module:attribute"; a new command is one line here and one module.
 COMMANDS = {
     "serve": "modelpack.cli.serve:serve",
@@ -69,18 +71,26 @@ def cli(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; modelpack errors print one clear line and exit with their code."""
-    from ..errors import ModelpackError
+    """Run the CLI; errors print one ``Error: ...`` line and exit with their code.
+
+    A ModelpackError exits with its class's ``exit_code`` (the table in modelpack/errors.py); a
+    path that cannot be read or written is bad input (InvalidInputError's code, 2). The CLI's own
+    codes: click's usage errors exit 2, Ctrl-C 130. A command that runs another process (predict in a
+    model's environment) exits with that process's code. With ``-v`` the traceback is logged too.
+    """
+    from ..errors import InvalidInputError, ModelpackError
 
     try:
-        cli.main(args=argv, prog_name="modelpack", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="modelpack", standalone_mode=False)
     except ModelpackError as exc:
-        click.echo(f"Error: {exc.message}", err=True)
+        detail = next(iter(exc.detail.strip().splitlines()), "")  # one line: the first of a model's message
+        click.echo(f"Error: {exc.message}: {detail}" if detail else f"Error: {exc.message}", err=True)
+        logger.debug("Traceback:", exc_info=exc)
         return exc.exit_code
     except OSError as exc:  # a path the user gave that cannot be read or written
         where = f" '{exc.filename}'" if exc.filename else ""
         click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
-        return 2
+        return InvalidInputError.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
@@ -89,4 +99,4 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    return 0
+    return code if isinstance(code, int) else 0  # a command's ctx.exit(code), e.g. predict's re-run

@@ -19,12 +19,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from ..errors import EnvironmentBuildError
 
 logger = logging.getLogger(__name__)
 
-_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-_UV_DIR_RE = re.compile(r"^cpython-(\d+\.\d+\.\d+)-")
+_UV_DIR_RE = re.compile(r"^cpython-(\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)-")  # not "+freethreaded" builds
 _PROBE = "import platform; print(platform.python_version())"
 
 
@@ -40,14 +41,29 @@ class Interpreter:
         return minor_of(self.version)
 
 
+def parse_version(version: str) -> Version | None:
+    """``version`` parsed (``3.14.0rc1``, ``3.12.1+local`` and a git build's ``3.13.0a2+`` too); None if invalid."""
+    try:
+        return Version(version.removesuffix("+"))
+    except InvalidVersion:
+        return None
+
+
+def _full_version(version: str) -> bool:
+    """Whether ``version`` is an interpreter's full version: major.minor.micro, maybe a pre-release."""
+    parsed = parse_version(version)
+    return parsed is not None and len(parsed.release) == 3
+
+
 def minor_of(version: str) -> str:
-    """``3.11`` for ``3.11.7`` (and for ``3.11``)."""
-    return ".".join(version.split(".")[:2])
+    """``3.11`` for ``3.11.7`` (and for ``3.11``, ``3.11.0rc1``)."""
+    parsed = parse_version(version)
+    return f"{parsed.major}.{parsed.minor}" if parsed else ".".join(version.split(".")[:2])
 
 
-def _patch(version: str) -> int:
-    match = _VERSION_RE.match(version)
-    return int(match.group(3)) if match else -1
+def _sort_key(version: str) -> Version:
+    """Orders versions newest last (3.9.18 after 3.9.18rc1 after 3.9.2); an invalid one first."""
+    return parse_version(version) or Version("0")
 
 
 def current() -> Interpreter:
@@ -61,7 +77,7 @@ def probe(path: str) -> Interpreter | None:
     except (OSError, subprocess.SubprocessError):
         return None
     version = out.stdout.strip()
-    return Interpreter(path, version) if out.returncode == 0 and _VERSION_RE.match(version) else None
+    return Interpreter(path, version) if out.returncode == 0 and _full_version(version) else None
 
 
 def _pyenv_root() -> Path:
@@ -87,7 +103,7 @@ def installed_without_running() -> Iterator[Interpreter]:
     versions = _pyenv_root() / "versions"
     if versions.is_dir():
         for entry in sorted(versions.iterdir()):
-            exe = _executable(entry / "bin") if _VERSION_RE.match(entry.name) else None
+            exe = _executable(entry / "bin") if _full_version(entry.name) else None
             if exe:
                 yield Interpreter(exe, entry.name)
     uv_dir = _uv_python_dir()
@@ -95,7 +111,7 @@ def installed_without_running() -> Iterator[Interpreter]:
         for entry in sorted(uv_dir.iterdir()):
             match = _UV_DIR_RE.match(entry.name)
             exe = _executable(entry / "bin") if match else None
-            if exe:
+            if match and exe:
                 yield Interpreter(exe, match.group(1))
 
 
@@ -125,7 +141,7 @@ def choose(version: str, candidates: Iterable[Interpreter]) -> Interpreter:
             return candidate
     same_minor = [c for c in found if c.minor == minor_of(version)]
     if same_minor:
-        best = max(same_minor, key=lambda c: _patch(c.version))
+        best = max(same_minor, key=lambda c: _sort_key(c.version))
         if version == minor_of(version):  # only "3.11" was recorded: any 3.11 is exact enough
             return best
         logger.warning(
@@ -134,7 +150,7 @@ def choose(version: str, candidates: Iterable[Interpreter]) -> Interpreter:
             version, best.version, best.path, version, version,
         )
         return best
-    others = sorted({c.version for c in found}, key=lambda v: tuple(int(p) for p in v.split(".")))
+    others = sorted({c.version for c in found}, key=_sort_key)
     raise EnvironmentBuildError(
         f"This model needs Python {minor_of(version)} (it was saved with {version}), and no Python "
         f"{minor_of(version)} interpreter was found on PATH, in pyenv ({_pyenv_root() / 'versions'}) or "

@@ -1,7 +1,11 @@
 """Exception -> HTTP status + JSON body, in one place.
 
-Clients get ``{"error_code": ..., "message": ...}``; stack traces and model error
-details go to the server log only, under an error id quoted in the message.
+Statuses and error codes are the error classes' own (``modelpack/errors.py``, the one table);
+werkzeug's errors (unknown route, wrong method, the MAX_CONTENT_LENGTH backstop) become those
+classes here. Clients get ``{"error_code": ..., "message": ...}``. A 5xx message ends with an
+error id; the traceback and the error's ``detail`` (a model's own exception text) go to the
+server log only, under that id. An exception that is no ModelpackError is a bug in modelpack:
+500 ``INTERNAL_ERROR``, its type and an id, never a trace.
 """
 
 from __future__ import annotations
@@ -10,42 +14,44 @@ import logging
 import uuid
 
 import orjson
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..errors import ModelpackError
+from ..errors import ModelpackError, PayloadTooLargeError, for_http_status
 
 logger = logging.getLogger("modelpack.server")
-
-_HTTP_CODES = {
-    400: "BAD_REQUEST",
-    404: "ENDPOINT_NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-}
 
 
 def error_body(error_code: str, message: str) -> bytes:
     return orjson.dumps({"error_code": error_code, "message": message})
 
 
+def payload_too_large(limit: int | None) -> PayloadTooLargeError:
+    """The 413 error, for a body over ``limit`` bytes (None: werkzeug's MAX_CONTENT_LENGTH refused it)."""
+    where = f" of {limit} bytes" if limit is not None else ""
+    return PayloadTooLargeError(f"Request body is larger than the server's limit{where} (MODELPACK_MAX_BODY_BYTES)")
+
+
 def to_response(exc: BaseException) -> tuple[int, bytes]:
     """The status and JSON body for any exception raised while handling a request."""
-    if isinstance(exc, ModelpackError):
-        if exc.status >= 500:
-            logger.error("%s: %s", exc.error_code, exc.message)
-        return exc.status, error_body(exc.error_code, exc.message)
-    if isinstance(exc, HTTPException):
-        status = exc.code or 500
-        if status == 413:
-            message = "Request body is larger than the server's limit (MODELPACK_MAX_BODY_BYTES)"
-        else:
-            message = exc.description or exc.name
-        return status, error_body(_HTTP_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"), message)
+    error = as_modelpack_error(exc)
+    if error.status < 500:
+        return error.status, error_body(error.error_code, error.message)
     error_id = uuid.uuid4().hex[:12]
-    logger.error("Model raised while predicting (error id %s)", error_id, exc_info=exc)
-    message = (
-        f"The model raised {type(exc).__name__} while predicting; "
-        f"details are in the server log under error id {error_id}"
-    )
-    return 500, error_body("MODEL_ERROR", message)
+    logger.error("%s (error id %s): %s", error.error_code, error_id, error, exc_info=error.__cause__ or error)
+    message = f"{error.message}; details are in the server log under error id {error_id}"
+    return error.status, error_body(error.error_code, message)
+
+
+def as_modelpack_error(exc: BaseException) -> ModelpackError:
+    """``exc`` as an error of modelpack's table (with ``exc`` as its ``__cause__`` when converted)."""
+    if isinstance(exc, ModelpackError):
+        return exc
+    error: ModelpackError
+    if isinstance(exc, RequestEntityTooLarge):  # MAX_CONTENT_LENGTH: the backstop behind the view's checks
+        error = payload_too_large(None)
+    elif isinstance(exc, HTTPException):
+        error = for_http_status(exc.code or 500, exc.description or exc.name)
+    else:
+        error = ModelpackError(f"modelpack raised {type(exc).__name__} while handling the request")
+    error.__cause__ = exc
+    return error
