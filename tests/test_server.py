@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -184,8 +187,16 @@ def test_unsupported_content_type_is_json_415(custom_server, content_type):
 def test_oversized_body_is_413(custom_model_dir, serve):
     server = serve(custom_model_dir, env={"MODELPACK_MAX_BODY_BYTES": "1000"})
     body = b'{"inputs": [' + b",".join([b"1"] * 2000) + b"]}"
-    assert "larger than the server's limit" in _error(server.post(body), 413, "PAYLOAD_TOO_LARGE")
+    message = _error(server.post(body), 413, "PAYLOAD_TOO_LARGE")
+    assert "larger than the server's limit of 1000 bytes (MODELPACK_MAX_BODY_BYTES)" in message
+    # A chunked body has no Content-Length to check first: it is refused as it is read.
+    chunked = server.post(iter([body[:600], body[600:]]))
+    assert chunked.request.headers.get("Transfer-Encoding") == "chunked"
+    assert "larger than the server's limit of 1000 bytes" in _error(chunked, 413, "PAYLOAD_TOO_LARGE")
     assert _preds(server.post(b'{"inputs": [1]}')) == [2]  # and it keeps serving
+    exact = b'{"inputs": [1]}'.ljust(1000)  # a body of exactly the limit is fine, either way
+    assert _preds(server.post(exact)) == [2]
+    assert _preds(server.post(iter([exact[:600], exact[600:]]))) == [2]
 
 
 def test_model_exception_is_500_and_server_keeps_serving(custom_server):
@@ -197,6 +208,22 @@ def test_model_exception_is_500_and_server_keeps_serving(custom_server):
     assert _preds(custom_server.post(b'{"inputs": [1]}')) == [2]
     log = custom_server.log()
     assert error_id in log and "secret-row-value" in log and "Traceback" in log
+
+
+def test_a_bug_in_modelpack_is_500_internal_error_with_an_id(caplog):
+    from modelpack.server.errors import to_response
+
+    with caplog.at_level(logging.ERROR, logger="modelpack.server"):
+        try:
+            raise KeyError("secret-row-value")
+        except KeyError as exc:
+            status, body = to_response(exc)
+    assert status == 500
+    error = orjson.loads(body)
+    assert error["error_code"] == "INTERNAL_ERROR" and "KeyError" in error["message"]
+    assert "secret-row-value" not in error["message"] and "Traceback" not in error["message"]
+    assert error["message"].rsplit(" ", 1)[-1] in caplog.text
+    assert "secret-row-value" in caplog.text and "Traceback" in caplog.text
 
 
 @pytest.mark.parametrize("method, route, status, code", [
@@ -224,6 +251,59 @@ def test_signal_stops_cleanly(custom_model_dir, serve, sig):
     assert "Traceback" not in server.log()
 
 
+@pytest.fixture(scope="module")
+def slow_model_dir(tmp_path_factory) -> Path:
+    """A custom model whose predict touches the file named by $SLOW_MODEL_STARTED, then takes a second:
+    a test can wait for that file and know a request is in flight, without relying on timing."""
+    import modelpack
+
+    class Slow(modelpack.PythonModel):  # defined locally so cloudpickle stores it by value
+        def predict(self, context, model_input, params=None):
+            import os
+            import pathlib
+            import time
+
+            import numpy as np
+
+            pathlib.Path(os.environ["SLOW_MODEL_STARTED"]).touch()
+            time.sleep(1.0)
+            return np.asarray(model_input) * 2
+
+    path = tmp_path_factory.mktemp("models") / "slow_model"
+    modelpack.save_model(Slow(), path)
+    return path
+
+
+@pytest.mark.parametrize("group", [True, False], ids=["process-group", "master-only"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_lets_in_flight_request_finish(slow_model_dir, serve, tmp_path, sig, group):
+    """Ctrl-C (SIGINT to the whole process group, or to the master alone) stops as gracefully as SIGTERM:
+    the request being computed gets its answer, the exit code is 0 and nothing is logged as a traceback."""
+    started = tmp_path / "predict-started"
+    server = serve(slow_model_dir, "-w", "2", env={"SLOW_MODEL_STARTED": str(started)})
+    result: dict[str, object] = {}
+
+    def client() -> None:
+        try:
+            result["response"] = server.post(b'{"inputs": [1, 2]}')
+        except requests.RequestException as exc:
+            result["response"] = exc
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not started.exists():
+        assert time.monotonic() < deadline, f"the request never reached the model:\n{server.log()}"
+        time.sleep(0.01)
+    code = server.stop(sig, group=group)  # the model is still sleeping: the request is in flight
+    thread.join(10)
+    log = server.log()
+    assert isinstance(result.get("response"), requests.Response), f"{result.get('response')!r}\n{log}"
+    assert _preds(result["response"]) == [2, 4], log
+    assert code == 0, log
+    assert "Traceback" not in log, log
+
+
 def test_missing_model_exits_with_clear_message(tmp_path):
     import subprocess
     import sys
@@ -245,3 +325,12 @@ def test_predictions_match_python_api(diabetes_server, diabetes_model_dir, diabe
 
     frame = pd.DataFrame(X.head(50).values.tolist(), columns=COLUMNS)
     np.testing.assert_array_equal(served, modelpack.load_model(diabetes_model_dir).predict(frame))
+
+
+def test_no_control_socket_in_the_users_home(custom_model_dir, serve, tmp_path):
+    """gunicorn 27 would open ~/.gunicorn/gunicorn.ctl, one path shared by every server of the user."""
+    home = tmp_path / "home"
+    home.mkdir()
+    server = serve(custom_model_dir, env={"HOME": str(home)})
+    assert _preds(server.post(b'{"inputs": [1]}')) == [2]
+    assert not (home / ".gunicorn").exists()
