@@ -21,6 +21,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/venv
 COPY pyproject.toml README.md /src/
+# modelpack/flavors is a symlink to ../flavors, which COPY keeps as a symlink: both directories are needed.
 COPY modelpack /src/modelpack
 COPY flavors /src/flavors
 # A wheel, not the source tree: the installed modelpack then pins itself as `modelpack==X` in models it saves.

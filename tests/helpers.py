@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -33,9 +36,14 @@ class Server:
         headers = {"Content-Type": content_type} if content_type else {}
         return requests.post(f"{self.url}/invocations", data=body, headers=headers, timeout=30, **kw)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20, group: bool = False) -> int:
+        """Send ``sig`` and wait for the exit code. ``group=True`` signals the server's whole process group
+        (master and workers), as a terminal's Ctrl-C does; otherwise only the master (``kill PID``)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if group:
+                os.killpg(self.proc.pid, sig)  # start_server runs it in a new session: pgid == pid
+            else:
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -71,3 +79,25 @@ def start_server(model_dir: Path, tmp_path: Path, *extra: str, env: dict | None 
         time.sleep(0.1)
     server.stop(signal.SIGKILL)
     raise AssertionError(f"server not ready after {timeout}s:\n{server.log()}")
+
+
+def checkout_copy(dest: Path, root: Path = ROOT) -> Path:
+    """Copy into ``dest`` what a fresh clone of ``root`` holds once its working tree is committed.
+
+    That is the files git tracks plus the untracked ones it does not ignore (new files not added yet), with
+    their working-tree content, symlinks kept as symlinks. Ignored files (.venv, build/, *.egg-info,
+    diabetes_model/) are left out, as a clone has none, and so are tracked files deleted from the working tree.
+    """
+    out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"the tests copy the checkout with git ls-files, which failed:\n{out.stderr}"
+    for name in dict.fromkeys(n for n in out.stdout.split("\0") if n):
+        source, target = root / name, dest / name
+        if not os.path.lexists(source):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            os.symlink(os.readlink(source), target)
+        else:
+            shutil.copy2(source, target)
+    return dest
