@@ -9,6 +9,16 @@ import pytest
 from helpers import Server, start_server
 
 
+@pytest.fixture(autouse=True)
+def _clean_modelpack_environment(monkeypatch):
+    """Every test starts without the caller's MODELPACK_* settings (they would change ports, caches,
+    limits and log levels under it), and whatever a test sets is undone after it."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("MODELPACK_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def diabetes():
     from sklearn.datasets import load_diabetes
