@@ -7,12 +7,12 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
 from sklearn.datasets import load_diabetes
-from sklearn.linear_model import ElasticNet
 
 SEED = 20240601
 ROW_COUNTS = (1, 100, 10_000)
@@ -34,16 +34,32 @@ class Payload:
     content_type: str
     body: bytes
     expected: np.ndarray
+    #: Relative tolerance of the prediction check: float32 models' answers pass through decimal JSON.
+    rtol: float = 1e-9
 
 
-def train_model() -> tuple[ElasticNet, pd.DataFrame]:
-    """Fit the product's reference model: ElasticNet on the diabetes data."""
+#: --model choices: the library each needs beside scikit-learn (None: scikit-learn only).
+MODELS = {"elasticnet": None, "xgboost": "xgboost", "lightgbm": "lightgbm"}
+
+
+def train_model(kind: str = "elasticnet") -> tuple[Any, pd.DataFrame]:
+    """Fit a model on the diabetes data: the product's reference ElasticNet, or a 100-tree
+    gradient-boosted regressor of xgboost's or lightgbm's scikit-learn API."""
     X, y = load_diabetes(return_X_y=True, as_frame=True)
-    model = ElasticNet(alpha=0.01, l1_ratio=0.5).fit(X, y)
-    return model, X
+    if kind == "xgboost":
+        from xgboost import XGBRegressor
+
+        return XGBRegressor(n_estimators=100, max_depth=4, random_state=0).fit(X, y), X
+    if kind == "lightgbm":
+        from lightgbm import LGBMRegressor
+
+        return LGBMRegressor(n_estimators=100, num_leaves=15, random_state=0, verbose=-1).fit(X, y), X
+    from sklearn.linear_model import ElasticNet
+
+    return ElasticNet(alpha=0.01, l1_ratio=0.5).fit(X, y), X
 
 
-def write_model(model: ElasticNet, X: pd.DataFrame, workdir: Path) -> tuple[Path, Path]:
+def write_model(model: Any, X: pd.DataFrame, workdir: Path) -> tuple[Path, Path]:
     """Write the fitted model (joblib) and a 3-row input example (split JSON) for the savers."""
     model_path = workdir / "model.joblib"
     joblib.dump(model, model_path)
@@ -81,14 +97,16 @@ def encode(frame: pd.DataFrame, kind: str) -> bytes:
 
 
 def build_payloads(
-    model: ElasticNet, X: pd.DataFrame, row_counts: tuple[int, ...], kinds: set[str]
+    model: Any, X: pd.DataFrame, row_counts: tuple[int, ...], kinds: set[str]
 ) -> dict[tuple[int, str], Payload]:
     """All bodies keyed by (rows, kind), with the locally computed reference predictions."""
     payloads: dict[tuple[int, str], Payload] = {}
     for n in row_counts:
         frame = sample_rows(X, n)
-        expected = np.asarray(model.predict(frame), dtype=np.float64)
+        predicted = np.asarray(model.predict(frame))
+        rtol = 1e-6 if predicted.dtype == np.float32 else 1e-9
+        expected = predicted.astype(np.float64)
         for kind in sorted(kinds):
             body = encode(frame, kind)
-            payloads[(n, kind)] = Payload(n, kind, CONTENT_TYPES[kind], body, expected)
+            payloads[(n, kind)] = Payload(n, kind, CONTENT_TYPES[kind], body, expected, rtol)
     return payloads

@@ -37,6 +37,16 @@ class Context:
     workers: int
     cache_dir: Path
     allow_install: bool
+    model_kind: str = "elasticnet"  #: a key of payloads.MODELS
+
+
+def _libraries(ctx: Context) -> list[str]:
+    """The harness's scikit-learn, and the model's library when it has one, pinned to the harness's versions
+    so every server unpickles the very same model."""
+    from payloads import MODELS
+
+    library = MODELS[ctx.model_kind]
+    return [_same_sklearn(), *([f"{library}=={version(library)}"] if library else [])]
 
 
 @dataclass
@@ -183,11 +193,13 @@ class Mlflow(Server):
     requirement = "mlflow==3.17.*"
 
     def prepare(self, ctx: Context) -> str:
-        self.venv = ensure_venv(ctx, "mlflow", [self.requirement, _same_sklearn()])
+        name = "mlflow" if ctx.model_kind == "elasticnet" else f"mlflow-{ctx.model_kind}"
+        self.venv = ensure_venv(ctx, name, [self.requirement, *_libraries(ctx)])
         self.model_dir = ctx.workdir / "mlflow_model"
+        flavor = "sklearn" if ctx.model_kind == "elasticnet" else ctx.model_kind
         save = (
-            "import mlflow, mlflow.sklearn\n"
-            "mlflow.sklearn.save_model(model, sys.argv[3], input_example=example)\n"
+            f"import mlflow, mlflow.{flavor}\n"
+            f"mlflow.{flavor}.save_model(model, sys.argv[3], input_example=example)\n"
             "print(mlflow.__version__)"
         )
         return run_python(
@@ -229,6 +241,8 @@ class MLServer(Server):
     requirements = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
 
     def prepare(self, ctx: Context) -> str:
+        if ctx.model_kind != "elasticnet":
+            raise SkipServer("its scikit-learn runtime serves the elasticnet model only")
         self.venv = ensure_venv(ctx, "mlserver", [*self.requirements, _same_sklearn()])
         self.repo = ctx.workdir / "mlserver_repo"
         model_dir = self.repo / self.model_name
