@@ -1,12 +1,18 @@
 """scikit-learn flavor: any estimator with ``predict`` (``predict_proba`` selectable).
 
-Writes ``model.pkl`` (cloudpickle by default, ``pickle`` on request) and an MLmodel
+Writes ``model.pkl`` (cloudpickle by default, ``pickle`` on request) or ``model.skops``
+(``serialization_format="skops"``, with the optional ``skops`` package) and an MLmodel
 ``sklearn`` section with MLflow's field names, so MLflow reads it natively. Also reads
-directories written by ``mlflow.sklearn`` (pickle and cloudpickle formats).
+directories written by ``mlflow.sklearn`` in all three formats (skops is MLflow 3's default).
+
+Trust (docs/trust.md): unpickling runs code, so pickle formats are for trusted models only;
+a skops file only constructs the types skops trusts by default plus the ones listed in the
+MLmodel's ``skops_trusted_types`` (written at save time, as MLflow does).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +23,14 @@ from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor, class_fr
 if TYPE_CHECKING:
     from modelpack.float_rows import FloatRows
 
+logger = logging.getLogger(__name__)
+
 FLAVOR_NAME = "sklearn"
 MODEL_FILE = "model.pkl"
-FORMATS = ("cloudpickle", "pickle")
+SKOPS_FILE = "model.skops"  # MLflow's name for the skops format
+FORMATS = ("cloudpickle", "pickle", "skops")
 PREDICT_FNS = ("predict", "predict_proba")
+SKOPS_INSTALL_HINT = "pip install 'modelpack[skops]'"
 
 
 class SklearnFlavor(Flavor):
@@ -41,7 +51,10 @@ class SklearnFlavor(Flavor):
         *,
         serialization_format: str = "cloudpickle",
         predict_fn: str = "predict",
+        skops_trusted_types: list[str] | None = None,
     ) -> SavedFlavor:
+        """Write the estimator; ``skops_trusted_types`` (skops only) names the extra types the file may
+        construct when loaded, after you have reviewed them (recorded in MLmodel as MLflow does)."""
         if serialization_format not in FORMATS:
             raise FlavorError(
                 f"serialization_format must be one of {list(FORMATS)}, got {serialization_format!r}"
@@ -50,8 +63,22 @@ class SklearnFlavor(Flavor):
             raise FlavorError(f"predict_fn must be one of {list(PREDICT_FNS)}, got {predict_fn!r}")
         if not callable(getattr(model, predict_fn, None)):
             raise FlavorError(f"{type(model).__name__} has no method '{predict_fn}'")
+        if skops_trusted_types is not None and serialization_format != "skops":
+            raise FlavorError("skops_trusted_types applies only to serialization_format='skops'")
         import sklearn
 
+        if serialization_format == "skops":
+            trusted = _trusted_list(skops_trusted_types, FlavorError)
+            _dump_skops(model, path / SKOPS_FILE, trusted)
+            native = {
+                "pickled_model": SKOPS_FILE,
+                "sklearn_version": sklearn.__version__,
+                "serialization_format": "skops",
+                "code": None,
+                "skops_trusted_types": trusted,
+            }
+            return SavedFlavor(native=native, pyfunc={"model_path": SKOPS_FILE, "predict_fn": predict_fn},
+                               requirements=["skops"])
         if serialization_format == "cloudpickle":
             import cloudpickle as pickler
         else:
@@ -77,6 +104,8 @@ class SklearnFlavor(Flavor):
             raise ModelLoadError(
                 f"sklearn serialization_format '{fmt}' is not supported; supported: {list(FORMATS)}"
             )
+        if fmt == "skops":
+            return _load_skops(path, _trusted_list(conf.get("skops_trusted_types"), ModelLoadError))
         import pickle
 
         try:
@@ -154,6 +183,68 @@ def _silence_feature_name_warning() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+
+
+def _trusted_list(value: Any, error: type[FlavorError] | type[ModelLoadError]) -> list[str] | None:
+    """``skops_trusted_types`` as a list of type names (None when empty or absent)."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise error(f"skops_trusted_types must be a list of fully qualified type names, got {value!r}")
+    return list(value) or None
+
+
+def _import_skops(error: type[FlavorError] | type[ModelLoadError]) -> Any:
+    try:
+        import skops.io
+    except ImportError as exc:
+        raise error(f"The sklearn skops format needs the skops package: {SKOPS_INSTALL_HINT}") from exc
+    return skops.io
+
+
+def _untrusted(sio: Any, path: Path, trusted: list[str] | None) -> list[str]:
+    """The types in the skops file at ``path`` that neither skops nor ``trusted`` trusts."""
+    return sorted(set(sio.get_untrusted_types(file=path)) - set(trusted or ()))
+
+
+def _dump_skops(model: Any, path: Path, trusted: list[str] | None) -> None:
+    """Write ``model`` with skops and check that it loads back with ``trusted``, as it will be loaded."""
+    sio = _import_skops(FlavorError)
+    try:
+        sio.dump(model, path)
+    except Exception as exc:
+        raise FlavorError(
+            f"skops cannot serialize this {type(model).__name__} ({type(exc).__name__}: {exc}); classes and "
+            "functions must be importable by name (not defined in __main__ or inside a function), "
+            "or save with serialization_format='cloudpickle'"
+        ) from exc
+    untrusted = _untrusted(sio, path, trusted)
+    if untrusted:
+        raise FlavorError(
+            f"The skops file holds types that skops does not trust: {untrusted}. Review them and, if they are "
+            "safe to construct, pass skops_trusted_types=[...] naming them"
+        )
+
+
+def _load_skops(path: Path, trusted: list[str] | None) -> Any:
+    """Load a skops file, constructing only skops's default types and ``trusted``."""
+    sio = _import_skops(ModelLoadError)
+    try:
+        untrusted = _untrusted(sio, path, trusted)
+    except Exception as exc:
+        raise ModelLoadError(f"Cannot read skops file '{path}': {type(exc).__name__}: {exc}") from exc
+    if untrusted:
+        raise ModelLoadError(
+            f"skops file '{path}' holds types that are not trusted: {untrusted}. Only the types skops trusts "
+            "and those in the MLmodel's sklearn.skops_trusted_types are loaded; add them there only after "
+            "reviewing them (docs/trust.md)"
+        )
+    if trusted:
+        logger.info("Loading '%s' with the trusted types recorded in its MLmodel: %s", path, trusted)
+    try:
+        return sio.load(path, trusted=trusted)
+    except Exception as exc:
+        raise ModelLoadError(f"Cannot load skops file '{path}': {type(exc).__name__}: {exc}") from exc
 
 
 _FLAVOR = SklearnFlavor()

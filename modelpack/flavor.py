@@ -60,11 +60,13 @@ class SavedFlavor:
 
     ``native`` becomes ``flavors.<name>`` in MLmodel (None for pyfunc-only flavors);
     ``pyfunc`` is merged into ``flavors.python_function`` (the core adds
-    ``loader_module``, ``python_version`` and ``env``).
+    ``loader_module``, ``python_version`` and ``env``); ``requirements`` names distributions
+    this saved form needs beyond ``Flavor.requirements(model)`` (e.g. the serializer it chose).
     """
 
     native: dict[str, Any] | None
     pyfunc: dict[str, Any] = field(default_factory=dict)
+    requirements: list[str] = field(default_factory=list)
 
 
 class Flavor(abc.ABC):

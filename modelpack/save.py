@@ -65,7 +65,8 @@ def save_model(
             descriptor.flavors[chosen.name] = saved.native
         env = write_env_files(
             staging,
-            resolve_requirements(chosen.requirements(model), pip_requirements, extra_pip_requirements),
+            resolve_requirements([*chosen.requirements(model), *saved.requirements], pip_requirements,
+                                 extra_pip_requirements),
         )
         descriptor.flavors[PYFUNC] = {
             "loader_module": chosen.loader_module,
