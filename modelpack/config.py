@@ -12,6 +12,10 @@ from pathlib import Path
 
 DEFAULT_PORT = 5000
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: MODELPACK_PRELOAD: where the server loads the model (docs/performance.md, "Fork safety"). ``auto``: in the
+#: gunicorn master, shared by the workers, unless loading it started threads a forked worker would not have
+#: (an OpenMP pool: xgboost, lightgbm), then in each worker after fork; ``always`` / ``never``: force one.
+PRELOAD_MODES = ("auto", "always", "never")
 
 
 def env_str(name: str, default: str) -> str:
@@ -46,6 +50,7 @@ class ServeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     worker_class: str = "sync"
     log_level: str = "info"
+    preload: str = "auto"
 
     @classmethod
     def from_env(cls, model_path: Path, **overrides: object) -> ServeConfig:
@@ -58,12 +63,18 @@ class ServeConfig:
             "max_body_bytes": env_int("MODELPACK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             "worker_class": env_str("MODELPACK_WORKER_CLASS", "sync"),
             "log_level": env_str("MODELPACK_LOG_LEVEL", "info"),
+            "preload": env_str("MODELPACK_PRELOAD", "auto").strip().lower() or "auto",
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["preload"] not in PRELOAD_MODES:
+            from .errors import ModelpackError
+
+            raise ModelpackError(f"MODELPACK_PRELOAD must be one of {list(PRELOAD_MODES)}, got {values['preload']!r}")
         return cls(model_path=Path(model_path), **values)  # type: ignore[arg-type]
 
     def to_args(self) -> list[str]:
-        """The same settings as arguments of ``python -m modelpack.server``."""
+        """The same settings as arguments of ``python -m modelpack.server``. ``preload`` is left out: it reaches
+        the server as MODELPACK_PRELOAD, so a serving environment with an older modelpack accepts these."""
         return [
             "--model", str(self.model_path),
             "--host", self.host,

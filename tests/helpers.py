@@ -74,7 +74,7 @@ def start_server(model_dir: Path, tmp_path: Path, *extra: str, env: dict | None 
         try:
             if requests.get(f"{server.url}/ping", timeout=1).status_code == 200:
                 return server
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # workers may still be loading the model
             pass
         time.sleep(0.1)
     server.stop(signal.SIGKILL)

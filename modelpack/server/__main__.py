@@ -1,6 +1,13 @@
 """Entry point inside the serving environment: ``python -m modelpack.server --model PATH ...``.
 
 Loads the model (a clear message and exit code 3 if it cannot), then runs gunicorn.
+
+Fork safety (docs/performance.md): a forked worker has only the thread that forked it. A library that
+keeps threads after loading a model (GNU OpenMP's pool, which xgboost and lightgbm start while loading a
+booster) would wait in the worker for threads that do not exist, and every request would hang. So with
+MODELPACK_PRELOAD=auto the master counts the threads that outlive a fork after loading the model; if the
+load started any, it re-executes itself with ``--preload never``: a clean master that never loads the model,
+and each worker loads its own after fork. The master itself never predicts (each worker's warm-up does).
 """
 
 from __future__ import annotations
@@ -8,13 +15,23 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from ..config import ServeConfig
+from ..config import PRELOAD_MODES, ServeConfig
+
+logger = logging.getLogger("modelpack.server")
 
 
 def parse_args(argv: list[str] | None = None) -> ServeConfig:
+    ns = vars(_parser().parse_args(argv))
+    ns.pop("preimport")
+    return ServeConfig.from_env(ns.pop("model"), **ns)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modelpack.server")
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--host")
@@ -24,37 +41,143 @@ def parse_args(argv: list[str] | None = None) -> ServeConfig:
     parser.add_argument("--max-body-bytes", type=int)
     parser.add_argument("--worker-class")
     parser.add_argument("--log-level")
-    ns = vars(parser.parse_args(argv))
-    return ServeConfig.from_env(ns.pop("model"), **ns)
+    parser.add_argument("--preload", choices=PRELOAD_MODES)
+    # internal: modules (comma-separated) a ``--preload never`` master imports, for its workers to share
+    parser.add_argument("--preimport", default="", help=argparse.SUPPRESS)
+    return parser
+
+
+def load_app(config: ServeConfig) -> Any:
+    """The scoring app with its model loaded (ModelpackError if the model cannot be)."""
+    from ..pyfunc import load_model
+    from .app import create_app
+
+    return create_app(load_model(config.model_path), config)
+
+
+def load_app_in_worker(config: ServeConfig) -> Any:
+    """``load_app`` in a worker after fork; a model that cannot be loaded stops the server with exit code 3
+    (gunicorn's "worker failed to boot")."""
+    from ..errors import ModelpackError
+
+    try:
+        app = load_app(config)
+    except ModelpackError as exc:
+        logger.error("Error: %s", exc.message)
+        sys.exit(3)
+    gc.collect()
+    gc.freeze()  # as the master does (below): full collections need not walk the model
+    return app
+
+
+def thread_count() -> int | None:
+    """This process's threads (None where /proc is not there)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+def threads_kept_across_fork() -> int | None:
+    """This process's threads once a fork has run every at-fork handler: libraries that can live with fork
+    (OpenBLAS) stop their threads before one; what is left would be missing in a forked worker."""
+    if thread_count() == 1:
+        return 1
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return thread_count()
+
+
+def modules_to_share(names: list[str], model_dir: Path) -> list[str]:
+    """``names`` (modules the model's loading imported) cut to packages and their direct submodules,
+    leaving out the model's own code: what a master that does not load the model imports for its workers."""
+    kept: dict[str, None] = {}
+    model_dir = model_dir.resolve()
+    for name in names:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if name == "__main__" or (path and Path(path).resolve().is_relative_to(model_dir)):
+            continue
+        kept[".".join(name.split(".")[:2])] = None
+    return list(kept)
+
+
+def reexec_loading_in_workers(config: ServeConfig, preimport: list[str]) -> None:
+    """Replace this process (same pid) by a master that never loads the model; does not return."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    args = [sys.executable, "-m", "modelpack.server", *config.to_args(), "--preload", "never"]
+    if preimport:
+        args += ["--preimport", ",".join(preimport)]
+    os.execv(sys.executable, args)
+
+
+def preimport_modules(names: list[str]) -> None:
+    """Import what the workers will (a failure is theirs to report, when they load the model)."""
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # e.g. the model's own code, on sys.path only while it loads
+            logger.debug("Not preimporting %s: %s: %s", name, type(exc).__name__, exc)
 
 
 def main(argv: list[str] | None = None) -> int:
     from ..errors import ModelpackError
 
+    threads_at_start = threads_kept_across_fork()
     try:
-        config = parse_args(argv)
+        ns = vars(_parser().parse_args(argv))
+        preimport = [name for name in ns.pop("preimport").split(",") if name]
+        config = ServeConfig.from_env(ns.pop("model"), **ns)
         logging.basicConfig(
             level=config.log_level.upper(),
             format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
         )
-        from ..pyfunc import load_model
-
-        model = load_model(config.model_path)
-        from .app import create_app
         from .gunicorn import ScoringServer
 
-        app = create_app(model, config)
+        if config.preload == "never":
+            from ..descriptor import ModelDescriptor
+
+            ModelDescriptor.read(config.model_path)  # a directory that is no model fails here, exit 3
+            from ..pyfunc import load_model  # noqa: F401  # what every worker imports, shared
+            from .app import create_app  # noqa: F401
+
+            preimport_modules(preimport)
+            kept = threads_kept_across_fork() if preimport else None
+            if kept is not None and threads_at_start is not None and kept > threads_at_start:
+                logger.warning("Importing the model's libraries started threads: restarting without them")
+                reexec_loading_in_workers(config, [])
+            server = ScoringServer(None, config, load_app=lambda: load_app_in_worker(config))
+        else:
+            modules_before = set(sys.modules)
+            app = load_app(config)
+            kept = threads_kept_across_fork() if config.preload == "auto" else None
+            if kept is not None and threads_at_start is not None and kept > threads_at_start:
+                logger.info(
+                    "Loading the model started %d thread(s) that a forked worker would not have (an OpenMP or "
+                    "other thread pool): restarting to load it in each worker after fork instead",
+                    kept - threads_at_start,
+                )
+                new = [name for name in sys.modules if name not in modules_before]
+                reexec_loading_in_workers(config, modules_to_share(new, config.model_path))
+            server = ScoringServer(app, config)
     except ModelpackError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         return exc.exit_code
-    logging.getLogger("modelpack.server").info(
-        "Serving %s on %s:%d with %d worker(s)", config.model_path, config.host, config.port, config.workers
+    where = "in each worker" if config.preload == "never" else "before fork"
+    logger.info(
+        "Serving %s on %s:%d with %d worker(s), model loaded %s",
+        config.model_path, config.host, config.port, config.workers, where,
     )
     # Everything loaded so far lives as long as the workers: keep the garbage collector from
     # walking (and so writing to, and un-sharing) the pages they inherit from this process.
     gc.collect()
     gc.freeze()
-    ScoringServer(app, config).run()
+    server.run()
     return 0
 
 

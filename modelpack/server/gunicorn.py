@@ -1,8 +1,11 @@
 """GUNICORN: a gunicorn application hosting the scoring app.
 
-The model is loaded once in the master before the workers fork (``preload_app``), so
-every worker starts with it in memory (shared copy-on-write) and /ping is 200 from the
-first accepted request.
+The model is normally loaded once in the master before the workers fork (``preload_app``), so
+every worker starts with it in memory (shared copy-on-write). A model whose loading starts threads
+(an OpenMP pool: xgboost, lightgbm) is loaded in each worker after fork instead, since a forked
+child has none of its parent's threads (``__main__.py`` decides; docs/performance.md, "Fork safety").
+Either way each worker scores the model's serving example once, on the thread that serves requests,
+before it accepts a connection (:func:`warm_up`): /ping is 200 only from a worker whose model has answered.
 
 Ctrl-C is a graceful stop, like SIGTERM. gunicorn treats SIGINT as a *quick* stop: the master
 (``Arbiter.handle_int``) sends SIGQUIT to the workers, and a worker that receives SIGINT or SIGQUIT
@@ -18,6 +21,8 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -45,11 +50,47 @@ def sigint_stops_worker_gracefully(worker: Worker) -> None:
     signal.siginterrupt(signal.SIGINT, False)  # as gunicorn does for SIGTERM
 
 
-class ScoringServer(BaseApplication):
-    """gunicorn master configured from a :class:`ServeConfig`, serving a ready WSGI app."""
+def warm_up(worker: Worker) -> None:
+    """Score the model's serving example once in this worker, on the thread that serves requests (an OpenMP
+    pool is per calling thread), before it accepts a connection; see ``Readiness`` in app.py.
 
-    def __init__(self, app: Any, config: ServeConfig) -> None:
+    gunicorn's timeout counts from a worker's first heartbeat, which a new worker only sends from its run
+    loop: a worker stuck here would never be killed. So it beats first, and a prediction that hangs in C
+    (where no Python signal handler runs) is SIGKILLed by the master after ``--timeout`` like a stuck
+    request, and the worker replaced; the log says why well before that."""
+    from .app import READINESS
+
+    readiness = getattr(worker.wsgi, "extensions", {}).get(READINESS)
+    if readiness is None or readiness.ready:
+        return
+    worker.notify()
+    timeout = worker.cfg.timeout
+    watchdog = threading.Timer(min(10.0, timeout / 2), lambda: logging.getLogger("modelpack.server").error(
+        "Worker %d: the model has not answered its serving example %.0f s after the worker started (it is "
+        "killed after %d s, the timeout). A hang here is usually a thread pool started before fork: see "
+        "MODELPACK_PRELOAD in docs/performance.md", worker.pid, min(10.0, timeout / 2), timeout))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        readiness.check()
+    finally:
+        watchdog.cancel()
+
+
+def post_worker_init(worker: Worker) -> None:
+    sigint_stops_worker_gracefully(worker)
+    warm_up(worker)
+
+
+class ScoringServer(BaseApplication):
+    """gunicorn master configured from a :class:`ServeConfig`, serving a WSGI app: ``app``, loaded in the
+    master before fork, or, with ``app=None``, the one ``load_app()`` returns in each worker after fork."""
+
+    def __init__(self, app: Any, config: ServeConfig, load_app: Callable[[], Any] | None = None) -> None:
+        if (app is None) == (load_app is None):
+            raise ValueError("give exactly one of app and load_app")
         self.application = app
+        self.load_app = load_app
         self.serve_config = config
         super().__init__()
 
@@ -62,12 +103,12 @@ class ScoringServer(BaseApplication):
             "timeout": c.timeout,
             "graceful_timeout": 10,
             "keepalive": 5,
-            "preload_app": True,
+            "preload_app": self.application is not None,
             "loglevel": c.log_level,
             "accesslog": None,
             "errorlog": "-",
             "proc_name": f"modelpack[{c.model_path.name}]",
-            "post_worker_init": sigint_stops_worker_gracefully,
+            "post_worker_init": post_worker_init,
         }
         if "control_socket_disable" in self.cfg.settings:
             # gunicorn 27's control socket sits at one path per user (~/.gunicorn/gunicorn.ctl), shared by
@@ -77,6 +118,9 @@ class ScoringServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
+        if self.application is None:  # in a worker, after fork (preload_app is off)
+            assert self.load_app is not None
+            self.application = self.load_app()
         return self.application
 
     def run(self) -> None:
