@@ -43,10 +43,16 @@ class Context:
 def _libraries(ctx: Context) -> list[str]:
     """The harness's scikit-learn, and the model's library when it has one, pinned to the harness's versions
     so every server unpickles the very same model."""
+    from importlib.metadata import packages_distributions
+
     from payloads import MODELS
 
     library = MODELS[ctx.model_kind]
-    return [_same_sklearn(), *([f"{library}=={version(library)}"] if library else [])]
+    if library is None:
+        return [_same_sklearn()]
+    # the distribution that provides the package here: xgboost, or the CPU-only xgboost-cpu
+    dist = (packages_distributions().get(library) or [library])[0]
+    return [_same_sklearn(), f"{dist}=={version(dist)}"]
 
 
 @dataclass

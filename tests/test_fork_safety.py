@@ -166,7 +166,9 @@ LOADED = {"hgb": "before fork", "hgb_warm": "in each worker", "xgboost": "in eac
 def test_requests_right_after_ping_answer(start, fork_model, data, name, workers):
     path, expected = fork_model(name)
     rows = data[2]
-    server = start(path, "-w", workers)  # returns at the first /ping 200
+    # Each worker's OpenMP pool gets 2 threads whatever the worker count (the server would give each worker
+    # cores // workers, and with 1 thread libgomp starts no pool): the master's load starts a pool to survive.
+    server = start(path, "-w", workers, env={"OMP_NUM_THREADS": "2"})  # returns at the first /ping 200
     body = {"dataframe_split": {"columns": list(rows.columns), "data": rows.to_numpy().tolist()}}
 
     def post(_):
@@ -214,7 +216,7 @@ def test_a_worker_that_cannot_predict_never_says_200(start, fork_model):
     """Forced to preload a model that started an OpenMP pool, workers hang in their warm-up: /ping must not
     answer 200 (nobody accepts), the log says why, and gunicorn replaces the worker after --timeout."""
     path, _ = fork_model("hgb_warm")
-    server = start(path, "-w", "2", "-t", "2", env={"MODELPACK_PRELOAD": "always"}, wait=0)
+    server = start(path, "-w", "2", "-t", "2", env={"MODELPACK_PRELOAD": "always", "OMP_NUM_THREADS": "2"}, wait=0)
     statuses = []
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -237,3 +239,34 @@ def test_preload_setting_is_checked(monkeypatch):
     monkeypatch.setenv("MODELPACK_PRELOAD", "sometimes")
     with pytest.raises(ModelpackError, match="MODELPACK_PRELOAD"):
         ServeConfig.from_env(Path("m"))
+
+
+@pytest.fixture(scope="module")
+def omp_echo_dir(tmp_path_factory) -> Path:
+    """A model that answers with the OMP_NUM_THREADS its worker was started with."""
+
+    class OmpEcho(modelpack.PythonModel):
+        def predict(self, context, model_input, params=None):
+            import os
+
+            return [os.environ.get("OMP_NUM_THREADS", "unset")] * len(model_input)
+
+    path = tmp_path_factory.mktemp("models") / "omp_echo"
+    modelpack.save_model(OmpEcho(), path)
+    return path
+
+
+@pytest.mark.parametrize("workers, user_value, expected", [
+    (2, None, str(max(1, len(os.sched_getaffinity(0)) // 2))),
+    (1, None, str(len(os.sched_getaffinity(0)))),
+    (2, "3", "3"),
+])
+def test_workers_share_the_cores_in_openmp_pools(omp_echo_dir, serve, monkeypatch, workers, user_value, expected):
+    if user_value is not None:
+        monkeypatch.setenv("OMP_NUM_THREADS", user_value)
+    else:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    server = serve(omp_echo_dir, "-w", str(workers))
+    response = server.post(b'{"inputs": [1]}')
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"] == [expected]
