@@ -18,7 +18,7 @@ from typing import Any
 
 from modelpack.descriptor import ModelDescriptor
 from modelpack.errors import FlavorError, ModelLoadError
-from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor
+from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor, load_pyfunc_at
 from modelpack.python_model import PythonModel, PythonModelContext
 
 MODEL_FILE = "python_model.pkl"
@@ -169,8 +169,6 @@ def load_model(path: str | Path) -> PythonModel:
     return _FLAVOR.load(model_dir, ModelDescriptor.read(model_dir))
 
 
-def _load_pyfunc(data_path: str) -> CustomPyFunc:
+def _load_pyfunc(data_path: str) -> PyFuncImplementation:
     """MLflow's loader hook."""
-    path = Path(data_path)
-    model_dir = path.parent if path.is_file() else path
-    return _FLAVOR.load_pyfunc(model_dir, ModelDescriptor.read(model_dir))
+    return load_pyfunc_at(_FLAVOR, data_path)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelpack.descriptor import ModelDescriptor
 from modelpack.errors import FlavorError, ModelLoadError
-from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor, class_from_library, load_native
+from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor, class_from_library, load_native, load_pyfunc_at
 
 if TYPE_CHECKING:
     from modelpack.float_rows import FloatRows
@@ -164,8 +164,6 @@ def load_model(path: str | Path) -> Any:
     return load_native(_FLAVOR, path)
 
 
-def _load_pyfunc(data_path: str) -> LightGBMPyFunc:
+def _load_pyfunc(data_path: str) -> PyFuncImplementation:
     """MLflow's loader hook: lets MLflow load a modelpack lightgbm model (given modelpack installed)."""
-    path = Path(data_path)
-    model_dir = path.parent if path.is_file() else path
-    return _FLAVOR.load_pyfunc(model_dir, ModelDescriptor.read(model_dir))
+    return load_pyfunc_at(_FLAVOR, data_path)

@@ -125,3 +125,12 @@ def load_native(flavor: Flavor, model_dir: str | Path) -> Any:
             f"flavors present: {sorted(descriptor.flavors)}"
         )
     return flavor.load(model_dir, descriptor)
+
+
+def load_pyfunc_at(flavor: Flavor, data_path: str | Path) -> PyFuncImplementation:
+    """MLflow's ``_load_pyfunc(data_path)`` hook for ``flavor``: ``data_path`` is the model directory or a
+    file in it. Each flavor module's ``_load_pyfunc`` calls this, so MLflow (with modelpack installed) loads it."""
+    path = Path(data_path)
+    model_dir = path.parent if path.is_file() else path
+    return flavor.load_pyfunc(model_dir, ModelDescriptor.read(model_dir))
+
