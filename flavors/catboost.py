@@ -14,19 +14,23 @@ classifier, raw values for a plain ``CatBoost``).
 
 from __future__ import annotations
 
-import inspect
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpack.descriptor import ModelDescriptor
 from modelpack.errors import FlavorError, ModelLoadError
-from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor, class_from_library, load_native, load_pyfunc_at
+from modelpack.flavor import (
+    Flavor,
+    PredictParams,
+    PyFuncImplementation,
+    SavedFlavor,
+    class_from_library,
+    load_native,
+    load_pyfunc_at,
+)
 
 if TYPE_CHECKING:
     from modelpack.float_rows import FloatRows
-
-logger = logging.getLogger(__name__)
 
 FLAVOR_NAME = "catboost"
 MODEL_FILE = "model.cb"
@@ -121,10 +125,10 @@ class CatBoostPyFunc(PyFuncImplementation):
             for method in ("get_cat_feature_indices", "get_text_feature_indices", "get_embedding_feature_indices")
             if callable(getattr(model, method, None))
         )
-        self._predict_params = set(inspect.signature(model.predict).parameters) - {"data"}
+        self._params = PredictParams(model.predict, "catboost", exclude={"data"})
 
     def predict(self, model_input: Any, params: dict | None = None) -> Any:
-        return self.model.predict(model_input, **self._kwargs(params))
+        return self.model.predict(model_input, **self._params.kwargs(params))
 
     def predict_float_rows(self, rows: FloatRows, params: dict | None = None) -> Any:
         """The float64 block itself when the columns are the model's features and all are numeric."""
@@ -132,13 +136,6 @@ class CatBoostPyFunc(PyFuncImplementation):
             return self.predict(rows.to_frame(), params)
         return self.model.predict(rows.array)
 
-    def _kwargs(self, params: dict | None) -> dict:
-        if not params:
-            return {}
-        unknown = sorted(set(params) - self._predict_params)
-        if unknown:
-            logger.warning("Params %s are not accepted by the catboost model's predict; ignoring them", unknown)
-        return {k: v for k, v in params.items() if k in self._predict_params}
 
 
 _FLAVOR = CatBoostFlavor()

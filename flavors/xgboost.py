@@ -14,19 +14,23 @@ scikit-learn API model with its own ``predict`` (labels for a classifier), both 
 from __future__ import annotations
 
 import importlib
-import inspect
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpack.descriptor import ModelDescriptor
 from modelpack.errors import FlavorError, ModelLoadError
-from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor, class_from_library, load_native, load_pyfunc_at
+from modelpack.flavor import (
+    Flavor,
+    PredictParams,
+    PyFuncImplementation,
+    SavedFlavor,
+    class_from_library,
+    load_native,
+    load_pyfunc_at,
+)
 
 if TYPE_CHECKING:
     from modelpack.float_rows import FloatRows
-
-logger = logging.getLogger(__name__)
 
 FLAVOR_NAME = "xgboost"
 FORMATS = ("ubj", "json")
@@ -144,11 +148,10 @@ class XGBoostPyFunc(PyFuncImplementation):
         self._array_ok = types is None or all(t in ("float", "int", "i", "q") for t in types)
         if self._booster is None and getattr(model, "booster", None) == "gblinear":
             self._array_ok = False  # predict would build an unnamed DMatrix from the array and reject it
-        predict = model.predict
-        self._predict_params = set(inspect.signature(predict).parameters) - {"data", "X", "validate_features"}
+        self._params = PredictParams(model.predict, "xgboost", exclude={"data", "X", "validate_features"})
 
     def predict(self, model_input: Any, params: dict | None = None) -> Any:
-        kwargs = self._kwargs(params)
+        kwargs = self._params.kwargs(params)
         if self._booster is not None:
             import xgboost
 
@@ -167,13 +170,6 @@ class XGBoostPyFunc(PyFuncImplementation):
             return self._booster.predict(matrix, validate_features=True)
         return self.model.predict(rows.array)
 
-    def _kwargs(self, params: dict | None) -> dict:
-        if not params:
-            return {}
-        unknown = sorted(set(params) - self._predict_params)
-        if unknown:
-            logger.warning("Params %s are not accepted by the xgboost model's predict; ignoring them", unknown)
-        return {k: v for k, v in params.items() if k in self._predict_params}
 
 
 _FLAVOR = XGBoostFlavor()

@@ -25,11 +25,16 @@ Flavors import only this module, :mod:`modelpack.errors`, :mod:`modelpack.descri
 from __future__ import annotations
 
 import abc
+import inspect
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .descriptor import ModelDescriptor
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .float_rows import FloatRows
@@ -133,4 +138,22 @@ def load_pyfunc_at(flavor: Flavor, data_path: str | Path) -> PyFuncImplementatio
     path = Path(data_path)
     model_dir = path.parent if path.is_file() else path
     return flavor.load_pyfunc(model_dir, ModelDescriptor.read(model_dir))
+
+
+class PredictParams:
+    """The keyword parameters a library's predict method takes, for a flavor's python_function wrapper:
+    request ``params`` it does not take are dropped with a warning (as MLflow does), the rest pass through."""
+
+    def __init__(self, predict: Callable[..., Any], library: str, exclude: Iterable[str] = ()) -> None:
+        self.accepted = frozenset(inspect.signature(predict).parameters) - set(exclude)
+        self.library = library
+
+    def kwargs(self, params: dict | None) -> dict:
+        """The part of ``params`` to pass to predict."""
+        if not params:
+            return {}
+        unknown = sorted(set(params) - self.accepted)
+        if unknown:
+            logger.warning("Params %s are not accepted by the %s model's predict; ignoring them", unknown, self.library)
+        return {k: v for k, v in params.items() if k in self.accepted}
 

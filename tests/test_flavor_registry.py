@@ -128,3 +128,17 @@ def test_validation_at_registration():
 def test_unknown_flavor_lists_registered():
     with pytest.raises(FlavorError, match=r"Unknown flavor 'nope'; registered flavors: \["):
         get_registry().get("nope")
+
+
+@pytest.mark.parametrize("library", ["catboost", "lightgbm", "statsmodels", "xgboost"])
+def test_flavor_modules_import_without_their_library(library):
+    """Discovering and importing a flavor does not import its model library, and the flavor does not claim
+    models of other libraries (the gradient-boosting flavors outrank sklearn's only for their own classes)."""
+    code = ("import sys, modelpack; from modelpack.flavor_registry import get_registry; "
+            f"import modelpack.flavors.{library}; r = get_registry(); "
+            "from sklearn.linear_model import LinearRegression; "
+            "assert r.for_model(LinearRegression()).name == 'sklearn'; "
+            f"assert {library!r} in r.names; print({library!r} in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
