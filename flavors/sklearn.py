@@ -31,12 +31,14 @@ SKOPS_FILE = "model.skops"  # MLflow's name for the skops format
 FORMATS = ("cloudpickle", "pickle", "skops")
 PREDICT_FNS = ("predict", "predict_proba")
 SKOPS_INSTALL_HINT = "pip install 'modelpack[skops]'"
+#: Written as loader_module: MLflow's own loader reads every format this flavor writes (docs/flavors.md).
+MLFLOW_LOADER = "mlflow.sklearn"
 
 
 class SklearnFlavor(Flavor):
     name = FLAVOR_NAME
     loader_module = "modelpack.flavors.sklearn"
-    aliases = ("mlflow.sklearn",)
+    aliases = (MLFLOW_LOADER,)
 
     def can_save(self, model: Any) -> bool:
         return class_from_library(model, "sklearn") and callable(getattr(model, "predict", None))
@@ -78,7 +80,7 @@ class SklearnFlavor(Flavor):
                 "skops_trusted_types": trusted,
             }
             return SavedFlavor(native=native, pyfunc={"model_path": SKOPS_FILE, "predict_fn": predict_fn},
-                               requirements=["skops"])
+                               requirements=["skops"], loader_module=MLFLOW_LOADER)
         if serialization_format == "cloudpickle":
             import cloudpickle as pickler
         else:
@@ -91,7 +93,8 @@ class SklearnFlavor(Flavor):
             "serialization_format": serialization_format,
             "code": None,
         }
-        return SavedFlavor(native=native, pyfunc={"model_path": MODEL_FILE, "predict_fn": predict_fn})
+        return SavedFlavor(native=native, pyfunc={"model_path": MODEL_FILE, "predict_fn": predict_fn},
+                           loader_module=MLFLOW_LOADER)
 
     def load(self, model_dir: Path, descriptor: ModelDescriptor) -> Any:
         conf = descriptor.flavors.get(FLAVOR_NAME) or {}

@@ -67,11 +67,17 @@ class SavedFlavor:
     ``pyfunc`` is merged into ``flavors.python_function`` (the core adds
     ``loader_module``, ``python_version`` and ``env``); ``requirements`` names distributions
     this saved form needs beyond ``Flavor.requirements(model)`` (e.g. the serializer it chose).
+
+    ``loader_module`` replaces ``Flavor.loader_module`` in the MLmodel when set; it must be one of the
+    flavor's ``aliases``. A flavor sets MLflow's module (``"mlflow.xgboost"``) when the files it wrote are
+    exactly what MLflow's own loader reads, so MLflow loads the directory without modelpack installed
+    (docs/flavors.md, "MLflow reads modelpack's directories").
     """
 
     native: dict[str, Any] | None
     pyfunc: dict[str, Any] = field(default_factory=dict)
     requirements: list[str] = field(default_factory=list)
+    loader_module: str | None = None
 
 
 class Flavor(abc.ABC):

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from .descriptor import MLMODEL_FILE, PYFUNC, ModelDescriptor
-from .errors import ModelpackError, ModelSaveError
+from .errors import FlavorError, ModelpackError, ModelSaveError
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ def save_model(
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a model dir gets normal modes
     try:
         saved = chosen.save(model, staging, **flavor_options)
+        if saved.loader_module is not None and saved.loader_module not in chosen.aliases:
+            raise FlavorError(f"Flavor '{chosen.name}' wrote loader_module '{saved.loader_module}', "
+                              f"which is not one of its aliases {list(chosen.aliases)}")
         descriptor = ModelDescriptor(metadata=metadata, modelpack_version=__version__)
         if saved.native is not None:
             descriptor.flavors[chosen.name] = saved.native
@@ -69,7 +72,7 @@ def save_model(
                                  extra_pip_requirements),
         )
         descriptor.flavors[PYFUNC] = {
-            "loader_module": chosen.loader_module,
+            "loader_module": saved.loader_module or chosen.loader_module,
             "python_version": platform.python_version(),
             "env": env,
             **saved.pyfunc,

@@ -63,9 +63,15 @@ def start_server(model_dir: Path, tmp_path: Path, *extra: str, env: dict | None 
     cmd = [sys.executable, "-m", "modelpack.cli", "serve", "-m", str(model_dir), "-p", str(port), *extra]
     if local and "--env-manager" not in extra:
         cmd += ["--env-manager", "local"]
+    return wait_until_ready(cmd, port, log_path, {**os.environ, **(env or {})}, timeout)
+
+
+def wait_until_ready(cmd: list[str], port: int, log_path: Path, env: dict, timeout: float,
+                     cwd: Path | None = None) -> Server:
+    """Start the server command ``cmd`` (its own session, output in ``log_path``) and wait for /ping 200."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                cwd=cwd)
     server = Server(f"http://127.0.0.1:{port}", proc, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -41,7 +41,7 @@ def test_native_load_returns_the_estimator(diabetes, elasticnet, diabetes_model_
 def test_mlmodel_fields(diabetes_model_dir):
     doc = yaml.safe_load((diabetes_model_dir / "MLmodel").read_text())
     pyfunc = doc["flavors"]["python_function"]
-    assert pyfunc["loader_module"] == "modelpack.flavors.sklearn"
+    assert pyfunc["loader_module"] == "mlflow.sklearn"
     assert pyfunc["python_version"] == platform.python_version()
     assert pyfunc["env"] == {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}
     assert pyfunc["model_path"] == "model.pkl" and pyfunc["predict_fn"] == "predict"

@@ -309,11 +309,6 @@ def test_mlflow_native_loader_reads_modelpack_skops_dir(mlflow_py, skops_dir, ir
 def test_mlflow_pyfunc_reads_modelpack_skops_dir_without_modelpack(mlflow_py, skops_dir, iris, scaled_logreg,
                                                                    tmp_path):
     X, _ = iris
-    try:
-        pred = _mlflow_predicts(mlflow_py, skops_dir, X.head(30), "pyfunc", tmp_path)
-    except AssertionError as exc:
-        if "No module named 'modelpack'" not in str(exc):
-            raise
-        pytest.xfail("python_function.loader_module is modelpack.flavors.sklearn, which mlflow.pyfunc imports: "
-                     "it needs modelpack installed (changing loader_module is the lead's decision)")
+    assert _mlmodel(skops_dir)["flavors"]["python_function"]["loader_module"] == "mlflow.sklearn"
+    pred = _mlflow_predicts(mlflow_py, skops_dir, X.head(30), "pyfunc", tmp_path)
     np.testing.assert_array_equal(pred, scaled_logreg.predict_proba(X.head(30)))
