@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import attack  # noqa: E402
 from loadgen import available_tools, run_load  # noqa: E402
 from payloads import MODELS, ROW_COUNTS, Payload, build_payloads, train_model, write_model  # noqa: E402
 from process import ServerProcess, free_port  # noqa: E402
@@ -112,6 +113,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON results file (a .md copy of the tables is written next to it)",
     )
     p.add_argument("--keep", action="store_true", help="keep the work dir (models, server logs)")
+    p.add_argument(
+        "--attack",
+        type=float,
+        default=0.0,
+        help="after the load runs, measure /ping and /invocations availability for this many seconds while "
+        "2 x workers + 5 slow clients hold connections (bench/attack.py; default 0: off)",
+    )
     args = p.parse_args(argv)
     unknown = (set(_split(args.only)) | set(_split(args.skip))) - set(names)
     if unknown:
@@ -251,6 +259,14 @@ def bench_server(
                 f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  errors {load.errors}"
             )
         result["rss_end_mib"], result["pss_end_mib"], _ = _memory_mib(proc)
+        if args.attack > 0 and todo:
+            one_row = min((p for _, p, _ in todo), key=lambda p: p.rows)
+            attackers = 2 * ctx.workers + 5
+            found = attack.measure(port, launch.infer_path, one_row.body, one_row.content_type, attackers, args.attack)
+            result["availability"] = {"ping": found.ping, "invocations": found.invocations, "probes": found.probes,
+                                      "attackers": attackers, "seconds": args.attack}
+            log(f"  under {attackers} slow clients: /ping {found.ping:.1%}, /invocations {found.invocations:.1%} "
+                f"of {found.probes} probes each")
         result.update(status="ok", reason=None)
 
 
@@ -341,6 +357,19 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"| req/s {key} | " + " | ".join(cells) + " |")
         for field, label in (("startup_s", "start-up"), ("rss_warm_mib", "RSS"), ("pss_warm_mib", "PSS")):
             lines.append(f"| {label} | " + " | ".join(_x(table[o].get(field)) for o in others) + " |")
+    attacked = {n: s["availability"] for n, s in servers.items() if "availability" in s}
+    if attacked:
+        lines += [
+            "",
+            "Availability while slow clients hold connections (bench/attack.py: slow headers, slow body, idle):",
+            "",
+            "| server | slow clients | seconds | /ping 200 | /invocations 200 | probes each |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {n} | {a['attackers']} | {a['seconds']:g} | {a['ping']:.1%} | {a['invocations']:.1%} | {a['probes']} |"
+            for n, a in attacked.items()
+        ]
     problems = [(n, s) for n, s in servers.items() if s["status"] != "ok"]
     if problems:
         lines += ["", "Not measured:"]

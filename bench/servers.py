@@ -149,13 +149,23 @@ def _same_sklearn() -> str:
 
 
 class Modelpack(Server):
-    """The project under test, from the harness's own interpreter."""
+    """The project under test, from the harness's own interpreter; ``worker_class`` sets
+    MODELPACK_WORKER_CLASS (None: the server's default) for the variants named ``modelpack_<class>``."""
 
     name = "modelpack"
     kinds = {"split": "split", "records": "records", "csv": "csv"}
 
+    def __init__(self, worker_class: str | None = None) -> None:
+        self.worker_class = worker_class
+        if worker_class:
+            self.name = f"modelpack_{worker_class}"
+
     def prepare(self, ctx: Context) -> str:
-        self.model_dir = ctx.workdir / "modelpack_model"
+        import importlib.util
+
+        if self.worker_class == "gevent" and importlib.util.find_spec("gevent") is None:
+            raise SkipServer("gevent is not installed here (pip install gevent to compare its worker)")
+        self.model_dir = ctx.workdir / f"{self.name}_model"
         save = (
             "import modelpack\n"
             "modelpack.save_model(model, sys.argv[3], input_example=example)\n"
@@ -187,7 +197,8 @@ class Modelpack(Server):
                 str(ctx.workers),
                 "--env-manager",
                 "local",
-            ]
+            ],
+            env={"MODELPACK_WORKER_CLASS": self.worker_class} if self.worker_class else {},
         )
 
 
@@ -319,6 +330,10 @@ class Floor(Server):
 def all_servers() -> list[Server]:
     return [
         Modelpack(),
+        # gunicorn's own worker classes, for comparison (gevent only where it is installed: not a dependency)
+        Modelpack("sync"),
+        Modelpack("gthread"),
+        Modelpack("gevent"),
         Mlflow(),
         MLServer(),
         Floor("floor_numpy", checks_predictions=True),

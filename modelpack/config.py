@@ -48,7 +48,7 @@ class ServeConfig:
     workers: int = 1
     timeout: int = 60
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    worker_class: str = "sync"
+    worker_class: str = "buffered"
     log_level: str = "info"
     preload: str = "auto"
 
@@ -61,7 +61,7 @@ class ServeConfig:
             "workers": default_workers(),
             "timeout": env_int("MODELPACK_TIMEOUT", 60),
             "max_body_bytes": env_int("MODELPACK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            "worker_class": env_str("MODELPACK_WORKER_CLASS", "sync"),
+            "worker_class": env_str("MODELPACK_WORKER_CLASS", "buffered"),
             "log_level": env_str("MODELPACK_LOG_LEVEL", "info"),
             "preload": env_str("MODELPACK_PRELOAD", "auto").strip().lower() or "auto",
         }

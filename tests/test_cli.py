@@ -77,7 +77,7 @@ def test_info(diabetes_model_dir):
     out = run("info", "-m", str(diabetes_model_dir))
     assert out.returncode == 0, out.stderr
     text = out.stdout.decode()
-    assert "Flavor:        sklearn (loader modelpack.flavors.sklearn)" in text
+    assert "Flavor:        sklearn (loader mlflow.sklearn)" in text
     assert "age: double" in text and "model.pkl" in text and "scikit-learn==" in text
     summary = json.loads(run("info", "-m", str(diabetes_model_dir), "--json").stdout)
     assert summary["flavors"]["sklearn"]["pickled_model"] == "model.pkl"

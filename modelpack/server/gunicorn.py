@@ -31,6 +31,9 @@ from gunicorn.workers.base import Worker
 
 from ..config import ServeConfig
 
+#: Short names of worker classes; any other value goes to gunicorn as is ("sync", "gthread", a dotted path).
+WORKER_CLASSES = {"buffered": "modelpack.server.worker.BufferingWorker"}
+
 
 def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -99,7 +102,7 @@ class ScoringServer(BaseApplication):
         settings = {
             "bind": bind_address(c.host, c.port),
             "workers": c.workers,
-            "worker_class": c.worker_class,
+            "worker_class": WORKER_CLASSES.get(c.worker_class, c.worker_class),
             "timeout": c.timeout,
             "graceful_timeout": 10,
             "keepalive": 5,
