@@ -86,6 +86,21 @@ def test_generate_dockerfile_base_image_option(diabetes_model_dir, tmp_path):
     assert "ARG BASE_IMAGE=registry.example/python:3.11\n" in (out / "Dockerfile").read_text()
 
 
+def test_generate_dockerfile_installs_the_system_libraries_a_wheel_needs(diabetes_model_dir, tmp_path):
+    """lightgbm's wheel loads the system's libgomp.so.1, which slim images lack; other models get no apt layer."""
+    model = tmp_path / "lgb_model"
+    shutil.copytree(diabetes_model_dir, model)
+    (model / "requirements.txt").write_text("lightgbm==4.6.0\nscikit-learn==1.5.2\n")
+    wheel = _fake_wheel(tmp_path)
+    assert main(["generate-dockerfile", "-m", str(model), "-d", str(tmp_path / "ctx"), "--modelpack-wheel",
+                 str(wheel)]) == 0
+    final_stage = (tmp_path / "ctx" / "Dockerfile").read_text().split("AS build", 1)[1].split("\nFROM ", 1)[1]
+    assert "apt-get install -y --no-install-recommends libgomp1" in final_stage
+    assert main(["generate-dockerfile", "-m", str(diabetes_model_dir), "-d", str(tmp_path / "plain"),
+                 "--modelpack-wheel", str(wheel)]) == 0
+    assert "apt-get" not in (tmp_path / "plain" / "Dockerfile").read_text()
+
+
 def test_generate_dockerfile_adds_modelpack_to_a_model_without_it(diabetes_model_dir, tmp_path):
     """A model saved by MLflow lists mlflow, not modelpack: the image still needs modelpack to serve it."""
     model = tmp_path / "mlflow_model"

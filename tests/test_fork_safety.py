@@ -156,9 +156,16 @@ def _lightgbm(X, y):
     return LGBBooster()
 
 
-BUILDERS = {"hgb": _hgb, "hgb_warm": _hgb_warm, "xgboost": _xgboost, "lightgbm": _lightgbm}
+def _catboost(X, y):
+    """Through the catboost flavor itself (its native .cbm file)."""
+    catboost = pytest.importorskip("catboost", reason="catboost is not installed (it is in the 'test' extra)")
+    return catboost.CatBoostRegressor(iterations=30, depth=4, verbose=False, thread_count=2).fit(X, y)
+
+
+BUILDERS = {"hgb": _hgb, "hgb_warm": _hgb_warm, "xgboost": _xgboost, "lightgbm": _lightgbm, "catboost": _catboost}
 #: where the server is expected to load each model (the sharing we keep, the pools we avoid)
-LOADED = {"hgb": "before fork", "hgb_warm": "in each worker", "xgboost": "in each worker", "lightgbm": "in each worker"}
+LOADED = {"hgb": "before fork", "hgb_warm": "in each worker", "xgboost": "in each worker", "lightgbm": "in each worker",
+          "catboost": "before fork"}
 
 
 @pytest.mark.parametrize("workers", ["1", "4"])

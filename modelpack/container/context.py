@@ -60,7 +60,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \\
     && /opt/venv/bin/pip install -r {requirements_in_build}/requirements.txt
 
 FROM ${{BASE_IMAGE}}
-RUN useradd --uid 10001 --user-group --no-log-init --create-home --home-dir /home/modelpack \\
+{system_packages}RUN useradd --uid 10001 --user-group --no-log-init --create-home --home-dir /home/modelpack \\
         --shell /usr/sbin/nologin modelpack
 COPY --from=build /opt/venv /opt/venv
 COPY model/ {model_path}/
@@ -131,7 +131,7 @@ def generate_build_context(
         _copy_referenced_files(requirements, model_dir, req_dir)
         (req_dir / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
         (staging / "Dockerfile").write_text(
-            render_dockerfile(base_image, _build_tools(model_dir), model_dir.name), encoding="utf-8"
+            render_dockerfile(base_image, _build_tools(model_dir), model_dir.name, requirements), encoding="utf-8"
         )
         _make_world_readable(staging)
         if output_dir.exists():
@@ -152,11 +152,30 @@ def default_base_image(python_version: str | None) -> str:
     return f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
 
 
-def render_dockerfile(base_image: str, build_tools: Sequence[str], model_name: str = "model") -> str:
+#: Debian packages a distribution's wheel loads from the system at run time (lightgbm's wheel links the system's
+#: OpenMP runtime; xgboost, scikit-learn and torch bundle theirs).
+SYSTEM_PACKAGES = {"lightgbm": ("libgomp1",)}
+
+
+def system_packages(requirements: Sequence[str]) -> list[str]:
+    """The Debian packages the final image needs for ``requirements`` (see :data:`SYSTEM_PACKAGES`)."""
+    from ..env.spec import canonical_name
+
+    names = {canonical_name(line) for line in requirements}
+    return sorted({pkg for dist, pkgs in SYSTEM_PACKAGES.items() if dist in names for pkg in pkgs})
+
+
+def render_dockerfile(base_image: str, build_tools: Sequence[str], model_name: str = "model",
+                      requirements: Sequence[str] = ()) -> str:
     """The per-model Dockerfile text."""
     from .. import __version__
 
+    packages = system_packages(requirements)
+    apt = ("# Libraries the model's wheels load from the system.\n"
+           "RUN apt-get update && apt-get install -y --no-install-recommends " + " ".join(packages)
+           + " \\\n    && rm -rf /var/lib/apt/lists/*\n") if packages else ""
     return DOCKERFILE_TEMPLATE.format(
+        system_packages=apt,
         model_name=model_name,
         version=__version__,
         image_hint=_image_hint(model_name),
