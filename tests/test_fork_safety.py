@@ -159,7 +159,8 @@ def _lightgbm(X, y):
 def _catboost(X, y):
     """Through the catboost flavor itself (its native .cbm file)."""
     catboost = pytest.importorskip("catboost", reason="catboost is not installed (it is in the 'test' extra)")
-    return catboost.CatBoostRegressor(iterations=30, depth=4, verbose=False, thread_count=2).fit(X, y)
+    return catboost.CatBoostRegressor(iterations=30, depth=4, verbose=False, thread_count=2,
+                                      allow_writing_files=False).fit(X, y)
 
 
 BUILDERS = {"hgb": _hgb, "hgb_warm": _hgb_warm, "xgboost": _xgboost, "lightgbm": _lightgbm, "catboost": _catboost}
