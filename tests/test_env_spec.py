@@ -164,3 +164,20 @@ UV_CONFLICT = """error: No solution found when resolving dependencies
 ])
 def test_failure_summary_names_the_requirement(output, expected):
     assert summarize(output.splitlines()).startswith(expected)
+
+
+def test_pins_drop_a_local_version_label():
+    """torch's CPU build is installed as 2.13.0+cpu; PyPI hosts no '+cpu' files, so the pin must be 2.13.0."""
+    from importlib import metadata
+
+    from modelpack.env.spec import _public_version, pin
+
+    assert _public_version("2.13.0+cpu") == "2.13.0"
+    assert _public_version("1.2.3") == "1.2.3"
+    assert _public_version("not a version") == "not a version"
+    for dist in ("torch", "numpy"):
+        try:
+            installed = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        assert pin(dist) == f"{dist}=={installed.split('+', 1)[0]}"

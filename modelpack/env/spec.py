@@ -62,7 +62,22 @@ def pin(name: str) -> str:
         raise ModelSaveError(
             f"Requirement '{name}' is not installed in this interpreter, so its version cannot be pinned"
         ) from None
-    return f"{name}=={version}"
+    public = _public_version(version)
+    if public != version:
+        # A local label (torch's "+cpu") names a build that only its own index hosts: PyPI has none, so
+        # "torch==2.13.0+cpu" cannot be installed from it, while "torch==2.13.0" matches the local build too.
+        logger.info("Pinning %s==%s: the installed %s carries a local version label", name, public, version)
+    return f"{name}=={public}"
+
+
+def _public_version(version: str) -> str:
+    """``version`` without its PEP 440 local label (``2.13.0+cpu`` -> ``2.13.0``)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version).public
+    except InvalidVersion:
+        return version
 
 
 def resolve_requirements(
