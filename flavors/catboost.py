@@ -3,9 +3,12 @@
 
 Writes the model in CatBoost's own binary format (``model.cb``, ``save_model(format="cbm")``;
 never a pickle) and an MLmodel ``catboost`` section with MLflow's field names
-(``catboost_version``, ``model_type``, ``save_format``, ``data``, ``code``), so MLflow reads
-modelpack's directories and modelpack reads those of ``mlflow.catboost``: loading instantiates
-the catboost class named by ``model_type`` (only the known CatBoost classes) and calls its
+(``catboost_version``, ``model_type``, ``save_format``, ``data``, ``code``) and
+``python_function.data`` naming the same file: exactly what MLflow's own loader reads, so the
+directory names ``mlflow.catboost`` as its ``loader_module`` and MLflow loads it without modelpack
+installed. modelpack reads the directories of ``mlflow.catboost`` the same way: loading
+instantiates the catboost class named by ``model_type`` (only the known CatBoost classes; a
+subclass is saved as its CatBoost base, which MLflow can instantiate too) and calls its
 ``load_model(data, format=save_format)``.
 
 The python_function side predicts like MLflow's: the model's own ``predict`` (labels for a
@@ -37,12 +40,14 @@ MODEL_FILE = "model.cb"
 SAVE_FORMAT = "cbm"
 #: The classes ``model_type`` may name (MLflow's set); nothing else is instantiated on load.
 MODEL_TYPES = ("CatBoost", "CatBoostClassifier", "CatBoostRegressor", "CatBoostRanker")
+#: Written as loader_module: MLflow's own loader reads what this flavor writes (docs/flavors.md).
+MLFLOW_LOADER = "mlflow.catboost"
 
 
 class CatBoostFlavor(Flavor):
     name = FLAVOR_NAME
     loader_module = "modelpack.flavors.catboost"
-    aliases = ("mlflow.catboost",)
+    aliases = (MLFLOW_LOADER,)
     #: Wins over sklearn's flavor should a CatBoost model ever look like a scikit-learn estimator.
     priority = 10
 
@@ -68,7 +73,7 @@ class CatBoostFlavor(Flavor):
             "data": MODEL_FILE,
             "code": None,
         }
-        return SavedFlavor(native=native, pyfunc={"data": MODEL_FILE})
+        return SavedFlavor(native=native, pyfunc={"data": MODEL_FILE}, loader_module=MLFLOW_LOADER)
 
     def load(self, model_dir: Path, descriptor: ModelDescriptor) -> Any:
         conf = descriptor.flavors.get(FLAVOR_NAME) or {}
@@ -154,5 +159,6 @@ def load_model(path: str | Path) -> Any:
 
 
 def _load_pyfunc(data_path: str) -> PyFuncImplementation:
-    """MLflow's loader hook: lets MLflow load a modelpack catboost model (given modelpack installed)."""
+    """MLflow's loader hook for directories naming ``modelpack.flavors.catboost`` (written before they named
+    ``mlflow.catboost``): MLflow loads them when modelpack is installed."""
     return load_pyfunc_at(_FLAVOR, data_path)

@@ -4,8 +4,15 @@ Mirrors ``mlflow.lightgbm`` so each reads the other's directories: a Booster is 
 LightGBM's text model format (``model.lgb``); a scikit-learn API model cannot be rebuilt from
 that text (LightGBM offers no supported way), so it is written with cloudpickle
 (``model.pkl``; the Booster inside it is pickled as its text model). The MLmodel
-``lightgbm`` section has MLflow's fields ``lgb_version``, ``data``, ``model_class`` and
-``code``; ``model_class`` says how to read ``data``.
+``lightgbm`` section has MLflow's fields ``lgb_version``, ``data``, ``model_class``, ``code``
+and, for a pickled model, ``serialization_format``; ``model_class`` says how to read ``data``.
+That is exactly what MLflow's own loader reads, so the directory names ``mlflow.lightgbm`` as
+its ``loader_module`` and MLflow loads it without modelpack installed.
+
+Reading also takes what MLflow 3 writes for a scikit-learn API model by default: a skops file
+(``model.skops``, ``serialization_format: skops``) with the extra types it may construct listed
+in ``skops_trusted_types`` (it needs the optional ``skops`` package). Only the types skops trusts
+and those listed are constructed; a pickle runs code when loaded (docs/trust.md).
 
 The python_function side predicts like MLflow's: the model's own ``predict`` on the input
 (labels for a classifier, raw scores or probabilities for a Booster, as its objective says).
@@ -32,12 +39,17 @@ BOOSTER_FILE = "model.lgb"
 PICKLE_FILE = "model.pkl"
 #: Pickle formats this flavor reads for scikit-learn API models (cloudpickle output is plain pickle).
 PICKLE_FORMATS = ("cloudpickle", "pickle")
+#: MLflow 3's default format for scikit-learn API models; read only.
+SKOPS_FORMAT = "skops"
+SKOPS_INSTALL_HINT = "pip install 'modelpack[skops]'"
+#: Written as loader_module: MLflow's own loader reads both forms this flavor writes (docs/flavors.md).
+MLFLOW_LOADER = "mlflow.lightgbm"
 
 
 class LightGBMFlavor(Flavor):
     name = FLAVOR_NAME
     loader_module = "modelpack.flavors.lightgbm"
-    aliases = ("mlflow.lightgbm",)
+    aliases = (MLFLOW_LOADER,)
     #: The scikit-learn API classes are scikit-learn estimators too: this flavor wins over sklearn's.
     priority = 10
 
@@ -70,7 +82,9 @@ class LightGBMFlavor(Flavor):
             "model_class": f"{cls.__module__}.{cls.__qualname__}",
             "code": None,
         }
-        return SavedFlavor(native=native, pyfunc={"data": file_name})
+        if file_name == PICKLE_FILE:  # MLflow's loader assumes cloudpickle when absent; say it anyway
+            native["serialization_format"] = "cloudpickle"
+        return SavedFlavor(native=native, pyfunc={"data": file_name}, loader_module=MLFLOW_LOADER)
 
     def load(self, model_dir: Path, descriptor: ModelDescriptor) -> Any:
         conf = descriptor.flavors.get(FLAVOR_NAME) or {}
@@ -89,17 +103,19 @@ class LightGBMFlavor(Flavor):
             except Exception as exc:
                 raise ModelLoadError(f"LightGBM cannot load '{path}': {type(exc).__name__}: {exc}") from exc
         fmt = conf.get("serialization_format", "cloudpickle")
-        if fmt not in PICKLE_FORMATS:
-            raise ModelLoadError(
-                f"lightgbm serialization_format '{fmt}' is not supported; supported: {list(PICKLE_FORMATS)}"
-            )
-        import pickle
+        if fmt == SKOPS_FORMAT:
+            model = _load_skops(path, conf.get("skops_trusted_types"))
+        elif fmt in PICKLE_FORMATS:
+            import pickle
 
-        try:
-            with open(path, "rb") as fh:
-                model = pickle.load(fh)
-        except Exception as exc:
-            raise ModelLoadError(f"Cannot unpickle '{path}': {type(exc).__name__}: {exc}") from exc
+            try:
+                with open(path, "rb") as fh:
+                    model = pickle.load(fh)  # runs code (docs/trust.md)
+            except Exception as exc:
+                raise ModelLoadError(f"Cannot unpickle '{path}': {type(exc).__name__}: {exc}") from exc
+        else:
+            raise ModelLoadError(f"lightgbm serialization_format '{fmt}' is not supported; "
+                                 f"supported: {[*PICKLE_FORMATS, SKOPS_FORMAT]}")
         if not isinstance(model, (lightgbm.Booster, lightgbm.LGBMModel)):
             raise ModelLoadError(f"'{path}' holds a {type(model).__name__}, not a LightGBM model")
         return model
@@ -142,6 +158,32 @@ class LightGBMPyFunc(PyFuncImplementation):
         return self.predict(rows.to_frame(), params)
 
 
+def _load_skops(path: Path, trusted: Any) -> Any:
+    """Load a skops file constructing only the types skops trusts and ``trusted`` (the MLmodel's list)."""
+    if trusted is not None and not (isinstance(trusted, (list, tuple)) and all(isinstance(t, str) for t in trusted)):
+        raise ModelLoadError(f"lightgbm skops_trusted_types must be a list of type names, got {trusted!r}")
+    try:
+        import skops.io as sio
+    except ImportError as exc:
+        raise ModelLoadError(f"'{path}' is in the skops format, which needs the skops package: "
+                             f"{SKOPS_INSTALL_HINT}") from exc
+    trusted_list = list(trusted or ())
+    try:
+        untrusted = sorted(set(sio.get_untrusted_types(file=path)) - set(trusted_list))
+    except Exception as exc:
+        raise ModelLoadError(f"Cannot read skops file '{path}': {type(exc).__name__}: {exc}") from exc
+    if untrusted:
+        raise ModelLoadError(
+            f"skops file '{path}' holds types that are not trusted: {untrusted}. Only the types skops trusts "
+            "and those in the MLmodel's lightgbm.skops_trusted_types are loaded; add them there only after "
+            "reviewing them (docs/trust.md)"
+        )
+    try:
+        return sio.load(path, trusted=trusted_list or None)
+    except Exception as exc:
+        raise ModelLoadError(f"Cannot load skops file '{path}': {type(exc).__name__}: {exc}") from exc
+
+
 def _silence_feature_name_warning() -> None:
     """Columns were matched to the fitted names before passing the array, so this warning is moot."""
     import warnings
@@ -165,5 +207,6 @@ def load_model(path: str | Path) -> Any:
 
 
 def _load_pyfunc(data_path: str) -> PyFuncImplementation:
-    """MLflow's loader hook: lets MLflow load a modelpack lightgbm model (given modelpack installed)."""
+    """MLflow's loader hook for directories naming ``modelpack.flavors.lightgbm`` (written before they named
+    ``mlflow.lightgbm``): MLflow loads them when modelpack is installed."""
     return load_pyfunc_at(_FLAVOR, data_path)

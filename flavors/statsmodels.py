@@ -6,8 +6,10 @@ object is saved with its own ``save(path, remove_data=...)`` (pickle inside stat
 statsmodels models you trust (see docs/trust.md).
 
 The MLmodel ``statsmodels`` section has MLflow's fields (``statsmodels_version``, ``data``,
-``code``) and the same file name, so MLflow reads modelpack's directories and modelpack reads
-those of ``mlflow.statsmodels`` (an alias). ``remove_data=True`` drops the arrays of length
+``code``) and the same file name, with ``python_function.data`` naming it: exactly what MLflow's
+own loader reads, so the directory names ``mlflow.statsmodels`` as its ``loader_module`` and MLflow
+loads it without modelpack installed; modelpack reads the directories of ``mlflow.statsmodels``
+(an alias). ``remove_data=True`` drops the arrays of length
 ``nobs`` (the training data, residuals, ...) before pickling, as statsmodels' ``remove_data``
 does; the default keeps them, as MLflow's does.
 
@@ -32,12 +34,14 @@ logger = logging.getLogger(__name__)
 
 FLAVOR_NAME = "statsmodels"
 DATA_FILE = "model.statsmodels"
+#: Written as loader_module: MLflow's own loader reads what this flavor writes (docs/flavors.md).
+MLFLOW_LOADER = "mlflow.statsmodels"
 
 
 class StatsmodelsFlavor(Flavor):
     name = FLAVOR_NAME
     loader_module = "modelpack.flavors.statsmodels"
-    aliases = ("mlflow.statsmodels",)
+    aliases = (MLFLOW_LOADER,)
 
     def can_save(self, model: Any) -> bool:
         # Results objects (and their wrappers) have ``save``; unfitted ``Model`` objects do not.
@@ -61,7 +65,7 @@ class StatsmodelsFlavor(Flavor):
             )
         model.save(str(path / DATA_FILE), remove_data=bool(remove_data))
         native = {"statsmodels_version": statsmodels.__version__, "data": DATA_FILE, "code": None}
-        return SavedFlavor(native=native, pyfunc={"data": DATA_FILE})
+        return SavedFlavor(native=native, pyfunc={"data": DATA_FILE}, loader_module=MLFLOW_LOADER)
 
     def load(self, model_dir: Path, descriptor: ModelDescriptor) -> Any:
         conf = descriptor.flavors.get(FLAVOR_NAME) or {}
@@ -73,6 +77,11 @@ class StatsmodelsFlavor(Flavor):
 
         try:
             return load_pickle(str(path))  # a pickle: runs code (docs/trust.md)
+        except ModuleNotFoundError as exc:  # e.g. pandas 3 frames pickled where pyarrow backs their strings
+            raise ModelLoadError(
+                f"statsmodels cannot load '{path}': the pickle needs the module '{exc.name}', which is not "
+                "installed here; install the model's requirements (its requirements.txt)"
+            ) from exc
         except Exception as exc:
             raise ModelLoadError(f"statsmodels cannot load '{path}': {type(exc).__name__}: {exc}") from exc
 
@@ -119,5 +128,6 @@ def load_model(path: str | Path) -> Any:
 
 
 def _load_pyfunc(data_path: str) -> PyFuncImplementation:
-    """MLflow's loader hook: lets MLflow load a modelpack statsmodels model (given modelpack installed)."""
+    """MLflow's loader hook for directories naming ``modelpack.flavors.statsmodels`` (written before they named
+    ``mlflow.statsmodels``): MLflow loads them when modelpack is installed."""
     return load_pyfunc_at(_FLAVOR, data_path)

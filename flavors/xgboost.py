@@ -2,8 +2,10 @@
 
 Writes the model in XGBoost's own format (``model.ubj`` by default, ``model.json`` with
 ``model_format="json"``; never a pickle) and an MLmodel ``xgboost`` section with MLflow's
-field names (``xgb_version``, ``data``, ``model_class``, ``model_format``, ``code``), so
-MLflow reads modelpack's directories and modelpack reads those of ``mlflow.xgboost``:
+field names (``xgb_version``, ``data``, ``model_class``, ``model_format``, ``code``), and
+``python_function.data`` naming the same file. That is exactly what MLflow's own loader reads, so
+the directory names ``mlflow.xgboost`` as its ``loader_module`` and MLflow loads it without
+modelpack installed; modelpack reads the directories of ``mlflow.xgboost`` the same way:
 loading instantiates ``model_class`` and calls its ``load_model`` on ``data``.
 
 The python_function side predicts like MLflow's: a Booster on ``DMatrix(input)``, a
@@ -38,12 +40,14 @@ DEFAULT_CLASS = "xgboost.core.Booster"
 #: Names the distributions that install the ``xgboost`` package: ``xgboost`` (what MLflow pins; on
 #: Linux it pulls ``nvidia-nccl-cu12``, several hundred MB) and its CPU-only build ``xgboost-cpu``.
 DISTRIBUTIONS = ("xgboost", "xgboost-cpu")
+#: Written as loader_module: MLflow's own loader reads both formats this flavor writes (docs/flavors.md).
+MLFLOW_LOADER = "mlflow.xgboost"
 
 
 class XGBoostFlavor(Flavor):
     name = FLAVOR_NAME
     loader_module = "modelpack.flavors.xgboost"
-    aliases = ("mlflow.xgboost",)
+    aliases = (MLFLOW_LOADER,)
     #: The scikit-learn API classes are scikit-learn estimators too: this flavor wins over sklearn's.
     priority = 10
 
@@ -76,7 +80,7 @@ class XGBoostFlavor(Flavor):
             "model_format": model_format,
             "code": None,
         }
-        return SavedFlavor(native=native, pyfunc={"data": file_name})
+        return SavedFlavor(native=native, pyfunc={"data": file_name}, loader_module=MLFLOW_LOADER)
 
     def load(self, model_dir: Path, descriptor: ModelDescriptor) -> Any:
         conf = descriptor.flavors.get(FLAVOR_NAME) or {}
@@ -188,5 +192,6 @@ def load_model(path: str | Path) -> Any:
 
 
 def _load_pyfunc(data_path: str) -> PyFuncImplementation:
-    """MLflow's loader hook: lets MLflow load a modelpack xgboost model (given modelpack installed)."""
+    """MLflow's loader hook for directories naming ``modelpack.flavors.xgboost`` (written before they named
+    ``mlflow.xgboost``): MLflow loads them when modelpack is installed."""
     return load_pyfunc_at(_FLAVOR, data_path)

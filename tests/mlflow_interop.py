@@ -17,6 +17,7 @@ columns of a DataFrame for several.
 from __future__ import annotations
 
 import json
+import os
 from importlib.metadata import version
 from pathlib import Path
 
@@ -59,10 +60,22 @@ def pins(*distributions: str) -> list[str]:
     return [f"{name}=={version(name)}" for name in distributions]
 
 
+def json_rows(frame: pd.DataFrame) -> list[list]:
+    """The rows of ``frame`` as JSON values, floats exactly: pandas' ``to_json`` rounds them to 10 decimal places
+    (0.0380759064334241 becomes 0.0380759064), enough to move a row across a tree's split. Python's ``json`` writes
+    the shortest text that reads back to the same float64; NaN becomes null, as ``to_json`` writes it."""
+    data = json.loads(frame.to_json(orient="split", index=False))["data"]
+    for j, (_, column) in enumerate(frame.items()):
+        if column.dtype.kind == "f":
+            for i, value in enumerate(column.tolist()):
+                data[i][j] = None if value != value else value
+    return data
+
+
 def write_frame(frame: pd.DataFrame, path: Path) -> Path:
     """Write ``frame`` for :data:`PRELUDE`'s ``read_frame`` (numeric, bool, string and category columns)."""
     dtypes = {str(c): str(t) for c, t in frame.dtypes.items()}
-    data = json.loads(frame.to_json(orient="split", index=False))["data"]
+    data = json_rows(frame)
     path.write_text(json.dumps({"columns": [str(c) for c in frame.columns], "data": data, "dtypes": dtypes}))
     return path
 
@@ -90,11 +103,26 @@ def mlflow_serve(python: Path, model_dir: Path, tmp_path: Path, timeout: float =
     port = free_port()
     cmd = [str(python), "-m", "mlflow", "models", "serve", "-m", str(model_dir), "-h", "127.0.0.1",
            "-p", str(port), "--env-manager", "local", "-w", "1"]
+    env = child_env()
+    env["PATH"] = f"{module_shims(python, tmp_path / 'mlflow-bin', 'uvicorn')}{os.pathsep}{env.get('PATH', '')}"
     # cwd: never the repository, whose modelpack/ would be importable there
-    return wait_until_ready(cmd, port, tmp_path / f"mlflow-server-{port}.log", child_env(), timeout, cwd=tmp_path)
+    return wait_until_ready(cmd, port, tmp_path / f"mlflow-server-{port}.log", env, timeout, cwd=tmp_path)
+
+
+def module_shims(python: Path, directory: Path, *modules: str) -> Path:
+    """``directory`` holding one executable per module that runs ``python -m <module>``, to put first on PATH.
+
+    ``mlflow models serve --env-manager local`` starts its server as the command ``uvicorn`` found on PATH, and the
+    virtualenv's own console scripts cannot run: they name its build path (see :mod:`mlflow_env`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for module in modules:
+        shim = directory / module
+        shim.write_text(f'#!/bin/sh\nexec "{python}" -m {module} "$@"\n')
+        shim.chmod(0o755)
+    return directory
 
 
 def split_body(frame: pd.DataFrame) -> str:
-    """A ``dataframe_split`` request body for ``frame``."""
-    data = json.loads(frame.to_json(orient="split", index=False))["data"]
+    """A ``dataframe_split`` request body for ``frame`` (floats exactly, see :func:`json_rows`)."""
+    data = json_rows(frame)
     return json.dumps({"dataframe_split": {"columns": [str(c) for c in frame.columns], "data": data}})

@@ -65,7 +65,7 @@ def test_mlmodel_has_mlflow_fields(tmp_path, models):
         "data": "model.cb", "code": None,
     }
     pyfunc = mlmodel["flavors"]["python_function"]
-    assert pyfunc["loader_module"] == "modelpack.flavors.catboost" and pyfunc["data"] == "model.cb"
+    assert pyfunc["loader_module"] == "mlflow.catboost" and pyfunc["data"] == "model.cb"  # MLflow reads it
     assert sorted(p.name for p in (tmp_path / "m").iterdir() if p.name.startswith("model.")) == ["model.cb"]
     assert (tmp_path / "m" / "model.cb").read_bytes()[:4] == b"CBM1"  # CatBoost's binary format, not a pickle
 
@@ -149,33 +149,6 @@ def test_params_go_to_predict(tmp_path, data, models):
     impl = modelpack.load_model(tmp_path / "m").unwrap_python_model()
     proba = impl.predict(X.head(5), params={"prediction_type": "Probability", "unknown": 1})
     np.testing.assert_array_equal(proba, models["classifier"].predict_proba(X.head(5)))
-
-
-def _write_mlflow_dir(model_dir, model, model_type):
-    """A directory laid out as mlflow.catboost writes it (loader_module mlflow.catboost, data in 'data')."""
-    model_dir.mkdir()
-    model.save_model(str(model_dir / "model.cb"), format="cbm")
-    (model_dir / "MLmodel").write_text(yaml.safe_dump({
-        "flavors": {
-            "python_function": {"loader_module": "mlflow.catboost", "data": "model.cb", "python_version": "3.11.7",
-                                "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}},
-            "catboost": {"catboost_version": cb.__version__, "code": None, "model_type": model_type,
-                         "save_format": "cbm", "data": "model.cb"},
-        },
-        "mlflow_version": "3.1.0",
-    }))
-
-
-@pytest.mark.parametrize("kind, model_type, cls", [
-    ("regressor", "CatBoostRegressor", cb.CatBoostRegressor),
-    ("classifier", "CatBoostClassifier", cb.CatBoostClassifier),
-])
-def test_reads_mlflow_directories(tmp_path, data, models, kind, model_type, cls):
-    X = data[0]
-    model_dir = tmp_path / "mlflow_model"
-    _write_mlflow_dir(model_dir, models[kind], model_type)
-    np.testing.assert_array_equal(modelpack.load_model(model_dir).predict(X), models[kind].predict(X))
-    assert type(cb_flavor.load_model(model_dir)) is cls
 
 
 def test_refuses_a_model_type_outside_catboost(tmp_path, models):

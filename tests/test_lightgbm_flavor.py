@@ -66,11 +66,12 @@ def test_round_trip(tmp_path, data, models, kind, cls):
 def test_mlmodel_has_mlflow_fields(tmp_path, models, kind, file_name, model_class):
     lgb_flavor.save_model(models[kind], tmp_path / "m")
     mlmodel = yaml.safe_load((tmp_path / "m" / "MLmodel").read_text())
+    pickled = {"serialization_format": "cloudpickle"} if file_name == "model.pkl" else {}
     assert mlmodel["flavors"]["lightgbm"] == {
-        "lgb_version": lgb.__version__, "data": file_name, "model_class": model_class, "code": None,
+        "lgb_version": lgb.__version__, "data": file_name, "model_class": model_class, "code": None, **pickled,
     }
     pyfunc = mlmodel["flavors"]["python_function"]
-    assert pyfunc["loader_module"] == "modelpack.flavors.lightgbm" and pyfunc["data"] == file_name
+    assert pyfunc["loader_module"] == "mlflow.lightgbm" and pyfunc["data"] == file_name  # MLflow reads it
     if file_name == "model.lgb":  # LightGBM's text model format
         assert (tmp_path / "m" / file_name).read_text().startswith("tree\n")
 
@@ -130,39 +131,65 @@ def test_float_rows_with_other_columns_take_the_frame_path(tmp_path, data, model
     assert [list(f.columns) for f in frames] == [shuffled]  # whatever LightGBM makes of the frame, it decides
 
 
-def test_reads_mlflow_directories(tmp_path, data, models):
-    """Directories laid out as mlflow.lightgbm writes them: a text Booster, and a cloudpickled LGBMModel."""
+def test_reads_mlflow_cloudpickle_directories(tmp_path, data, models):
+    """A scikit-learn API model as mlflow.lightgbm writes it with serialization_format='cloudpickle' (MLflow 3's
+    default, skops, and Boosters are read from real MLflow directories in tests/test_mlflow_flavors.py)."""
     import cloudpickle
 
     X = data[0]
-    for kind, file_name, cls in [("booster", "model.lgb", "lightgbm.basic.Booster"),
-                                 ("regressor", "model.pkl", "lightgbm.sklearn.LGBMRegressor")]:
-        model_dir = tmp_path / kind
-        model_dir.mkdir()
-        if file_name == "model.lgb":
-            models[kind].save_model(str(model_dir / file_name))
-        else:
-            (model_dir / file_name).write_bytes(cloudpickle.dumps(models[kind]))
-        (model_dir / "MLmodel").write_text(yaml.safe_dump({
-            "flavors": {
-                "python_function": {"loader_module": "mlflow.lightgbm", "data": file_name, "python_version": "3.11.7",
-                                    "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}},
-                "lightgbm": {"lgb_version": lgb.__version__, "data": file_name, "code": None, "model_class": cls},
-            },
-            "mlflow_version": "3.1.0",
-        }))
-        np.testing.assert_array_equal(modelpack.load_model(model_dir).predict(X), models[kind].predict(X))
-        assert type(lgb_flavor.load_model(model_dir)) is type(models[kind])
+    model_dir = tmp_path / "mlflow_model"
+    model_dir.mkdir()
+    (model_dir / "model.pkl").write_bytes(cloudpickle.dumps(models["regressor"]))
+    (model_dir / "MLmodel").write_text(yaml.safe_dump({
+        "flavors": {
+            "python_function": {"loader_module": "mlflow.lightgbm", "data": "model.pkl", "python_version": "3.11.7",
+                                "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}},
+            "lightgbm": {"lgb_version": lgb.__version__, "data": "model.pkl", "code": None,
+                         "model_class": "lightgbm.sklearn.LGBMRegressor", "serialization_format": "cloudpickle"},
+        },
+        "mlflow_version": "3.17.2",
+    }))
+    np.testing.assert_array_equal(modelpack.load_model(model_dir).predict(X), models["regressor"].predict(X))
+    assert type(lgb_flavor.load_model(model_dir)) is lgb.LGBMRegressor
+
+
+def _skops_dir(model_dir, model, trusted):
+    """A scikit-learn API model in the skops format, as mlflow.lightgbm writes it by default."""
+    sio = pytest.importorskip("skops.io")
+    model_dir.mkdir()
+    sio.dump(model, model_dir / "model.skops")
+    cls = type(model)
+    (model_dir / "MLmodel").write_text(yaml.safe_dump({
+        "flavors": {
+            "python_function": {"loader_module": "mlflow.lightgbm", "data": "model.skops"},
+            "lightgbm": {"lgb_version": lgb.__version__, "data": "model.skops", "code": None,
+                         "model_class": f"{cls.__module__}.{cls.__qualname__}", "serialization_format": "skops",
+                         "skops_trusted_types": trusted},
+        },
+    }))
+
+
+def test_skops_constructs_only_trusted_types(tmp_path, data, models):
+    X = data[0]
+    trusted = ["collections.OrderedDict", "lightgbm.basic.Booster", "lightgbm.sklearn.LGBMClassifier"]
+    _skops_dir(tmp_path / "ok", models["classifier"], trusted)
+    np.testing.assert_array_equal(modelpack.load_model(tmp_path / "ok").predict(X), models["classifier"].predict(X))
+    _skops_dir(tmp_path / "short", models["classifier"], trusted[:2])
+    with pytest.raises(modelpack.ModelpackError, match=r"not trusted: \['lightgbm.sklearn.LGBMClassifier'\]"):
+        modelpack.load_model(tmp_path / "short")
+    _skops_dir(tmp_path / "bad", models["classifier"], "lightgbm.sklearn.LGBMClassifier")
+    with pytest.raises(modelpack.ModelpackError, match="skops_trusted_types must be a list"):
+        modelpack.load_model(tmp_path / "bad")
 
 
 def test_unknown_serialization_format_is_refused(tmp_path, models):
     lgb_flavor.save_model(models["regressor"], tmp_path / "m")
     descriptor = ModelDescriptor.read(tmp_path / "m")
     mlmodel = yaml.safe_load((tmp_path / "m" / "MLmodel").read_text())
-    mlmodel["flavors"]["lightgbm"]["serialization_format"] = "skops"
+    mlmodel["flavors"]["lightgbm"]["serialization_format"] = "joblib"
     (tmp_path / "m" / "MLmodel").write_text(yaml.safe_dump(mlmodel))
     assert descriptor.flavors["lightgbm"]["data"] == "model.pkl"
-    with pytest.raises(modelpack.ModelpackError, match="serialization_format 'skops' is not supported"):
+    with pytest.raises(modelpack.ModelpackError, match="serialization_format 'joblib' is not supported"):
         modelpack.load_model(tmp_path / "m")
 
 

@@ -59,7 +59,7 @@ def test_mlmodel_has_mlflow_fields(tmp_path, models):
         "statsmodels_version": statsmodels.__version__, "data": "model.statsmodels", "code": None,
     }
     pyfunc = mlmodel["flavors"]["python_function"]
-    assert pyfunc["loader_module"] == "modelpack.flavors.statsmodels" and pyfunc["data"] == "model.statsmodels"
+    assert pyfunc["loader_module"] == "mlflow.statsmodels" and pyfunc["data"] == "model.statsmodels"
     assert sorted(p.name for p in (tmp_path / "m").iterdir() if p.name.startswith("model.")) == ["model.statsmodels"]
 
 
@@ -101,29 +101,6 @@ def test_signature_inferred_from_input_example(tmp_path, data, models):
     assert [s.type for s in signature.outputs.inputs] == ["double"]
 
 
-def test_reads_mlflow_directories(tmp_path, data, models):
-    """A directory laid out as mlflow.statsmodels writes it (loader_module mlflow.statsmodels)."""
-    import statsmodels
-
-    X = data[0]
-    model_dir = tmp_path / "mlflow_model"
-    model_dir.mkdir()
-    models["glm"].save(str(model_dir / "model.statsmodels"), False)
-    (model_dir / "MLmodel").write_text(yaml.safe_dump({
-        "flavors": {
-            "python_function": {"loader_module": "mlflow.statsmodels", "data": "model.statsmodels",
-                                "python_version": "3.11.7",
-                                "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}},
-            "statsmodels": {"statsmodels_version": statsmodels.__version__, "data": "model.statsmodels",
-                            "code": None},
-        },
-        "mlflow_version": "3.1.0",
-    }))
-    np.testing.assert_array_equal(np.asarray(modelpack.load_model(model_dir).predict(X)),
-                                  np.asarray(models["glm"].predict(X)))
-    assert type(sm_flavor.load_model(model_dir)) is type(models["glm"])
-
-
 def test_mlflow_loader_hook(tmp_path, data, models):
     X = data[0]
     sm_flavor.save_model(models["ols"], tmp_path / "m")
@@ -150,8 +127,7 @@ def test_time_series_models_take_start_and_end(tmp_path):
 def test_served_predictions_equal_in_process(tmp_path, serve, data, models, kind):
     X = data[0]
     sm_flavor.save_model(models[kind], tmp_path / "m", input_example=X.head(3))
-    assert ModelDescriptor.read(tmp_path / "m").flavors["python_function"]["loader_module"] \
-        == "modelpack.flavors.statsmodels"
+    assert ModelDescriptor.read(tmp_path / "m").flavors["python_function"]["loader_module"] == "mlflow.statsmodels"
     expected = np.asarray(modelpack.load_model(tmp_path / "m").predict(X.head(50)))
     server = serve(tmp_path / "m", "-w", "1")
     body = orjson.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.head(50).values.tolist()}})

@@ -74,7 +74,7 @@ def test_mlmodel_has_mlflow_fields(tmp_path, models):
         "model_format": "ubj", "code": None,
     }
     pyfunc = mlmodel["flavors"]["python_function"]
-    assert pyfunc["loader_module"] == "modelpack.flavors.xgboost" and pyfunc["data"] == "model.ubj"
+    assert pyfunc["loader_module"] == "mlflow.xgboost" and pyfunc["data"] == "model.ubj"  # MLflow reads it
     assert sorted(p.name for p in (tmp_path / "m").iterdir() if p.name.startswith("model.")) == ["model.ubj"]
 
 
@@ -149,25 +149,6 @@ def test_params_go_to_predict(tmp_path, data, models):
     margin = impl.predict(X.head(5), params={"output_margin": True, "unknown": 1})
     np.testing.assert_array_equal(margin, models["booster_logistic"].predict(xgb.DMatrix(X.head(5)),
                                                                               output_margin=True))
-
-
-def test_reads_mlflow_directories(tmp_path, data, models):
-    """A directory laid out as mlflow.xgboost writes it (loader_module mlflow.xgboost, data in 'data')."""
-    X = data[0]
-    model_dir = tmp_path / "mlflow_model"
-    model_dir.mkdir()
-    models["regressor"].save_model(str(model_dir / "model.ubj"))
-    (model_dir / "MLmodel").write_text(yaml.safe_dump({
-        "flavors": {
-            "python_function": {"loader_module": "mlflow.xgboost", "data": "model.ubj", "python_version": "3.11.7",
-                                "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}},
-            "xgboost": {"xgb_version": xgb.__version__, "data": "model.ubj", "code": None, "model_format": "ubj",
-                        "model_class": "xgboost.sklearn.XGBRegressor"},
-        },
-        "mlflow_version": "3.1.0",
-    }))
-    np.testing.assert_array_equal(modelpack.load_model(model_dir).predict(X), models["regressor"].predict(X))
-    assert type(xgb_flavor.load_model(model_dir)) is xgb.XGBRegressor
 
 
 def test_refuses_a_model_class_outside_xgboost(tmp_path, models):
