@@ -163,10 +163,24 @@ def _catboost(X, y):
                                       allow_writing_files=False).fit(X, y)
 
 
-BUILDERS = {"hgb": _hgb, "hgb_warm": _hgb_warm, "xgboost": _xgboost, "lightgbm": _lightgbm, "catboost": _catboost}
+def _pytorch(X, y):
+    """Through the pytorch flavor (a pickled module): torch's intra-op pool is started by the first forward."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (it is in the 'test' extra)")
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(X.shape[1], 256), torch.nn.ReLU(), torch.nn.Linear(256, 1))
+
+
+BUILDERS = {"hgb": _hgb, "hgb_warm": _hgb_warm, "xgboost": _xgboost, "lightgbm": _lightgbm, "catboost": _catboost,
+            "pytorch": _pytorch}
 #: where the server is expected to load each model (the sharing we keep, the pools we avoid)
 LOADED = {"hgb": "before fork", "hgb_warm": "in each worker", "xgboost": "in each worker", "lightgbm": "in each worker",
-          "catboost": "before fork"}
+          "catboost": "before fork", "pytorch": "before fork"}
+
+
+def _flat(predictions: list) -> list[float]:
+    """One value per row, whether the server sent values, one-value lists or one-column records."""
+    return [next(iter(p.values())) if isinstance(p, dict) else p[0] if isinstance(p, list) else p
+            for p in predictions]
 
 
 @pytest.mark.parametrize("workers", ["1", "4"])
@@ -186,7 +200,7 @@ def test_requests_right_after_ping_answer(start, fork_model, data, name, workers
         answers = list(pool.map(post, range(PARALLEL)))
     for resp in answers:
         assert resp.status_code == 200, resp.text
-        assert resp.json()["predictions"] == pytest.approx(expected.tolist(), rel=1e-6)
+        assert _flat(resp.json()["predictions"]) == pytest.approx(expected.ravel().tolist(), rel=1e-5)
     assert f"model loaded {LOADED[name]}" in server.log()
     assert requests.get(f"{server.url}/ping", timeout=TIMEOUT).json() == {"status": "ok"}
 
