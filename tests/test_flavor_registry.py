@@ -130,15 +130,18 @@ def test_unknown_flavor_lists_registered():
         get_registry().get("nope")
 
 
-@pytest.mark.parametrize("library", ["catboost", "lightgbm", "statsmodels", "xgboost"])
-def test_flavor_modules_import_without_their_library(library):
+@pytest.mark.parametrize("flavor, library", [
+    ("catboost", "catboost"), ("lightgbm", "lightgbm"), ("statsmodels", "statsmodels"), ("xgboost", "xgboost"),
+    ("onnx", "onnxruntime"), ("onnx", "onnx"), ("pytorch", "torch"),
+])
+def test_flavor_modules_import_without_their_library(flavor, library):
     """Discovering and importing a flavor does not import its model library, and the flavor does not claim
     models of other libraries (the gradient-boosting flavors outrank sklearn's only for their own classes)."""
     code = ("import sys, modelpack; from modelpack.flavor_registry import get_registry; "
-            f"import modelpack.flavors.{library}; r = get_registry(); "
+            f"import modelpack.flavors.{flavor}; r = get_registry(); "
             "from sklearn.linear_model import LinearRegression; "
             "assert r.for_model(LinearRegression()).name == 'sklearn'; "
-            f"assert {library!r} in r.names; print({library!r} in sys.modules)")
+            f"assert {flavor!r} in r.names; print({library!r} in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
 
