@@ -22,9 +22,17 @@ _LAZY = {
     "ModelSignature": "modelpack.signature",
     "get_model_dependencies": "modelpack.env.spec",
     "ModelpackError": "modelpack.errors",
+    # tracking (docs/tracking.md)
+    **{name: "modelpack.tracking.fluent" for name in (
+        "set_tracking_uri", "get_tracking_uri", "set_experiment", "start_run", "end_run", "active_run",
+        "log_param", "log_params", "log_metric", "log_metrics", "set_tag", "set_tags", "log_artifact",
+        "log_artifacts", "log_model", "search_runs", "get_run")},
+    # model registry
+    **{name: "modelpack.registry" for name in ("register_model", "set_alias", "delete_alias", "get_model_version")},
 }
 
 __all__ = [
+    *(name for name, module in _LAZY.items() if module.startswith(("modelpack.tracking", "modelpack.registry"))),
     "ModelDescriptor",
     "ModelSignature",
     "ModelpackError",
