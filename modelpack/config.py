@@ -7,6 +7,7 @@ and hands it to the server as command-line arguments of ``python -m modelpack.se
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,10 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 #: gunicorn master, shared by the workers, unless loading it started threads a forked worker would not have
 #: (an OpenMP pool: xgboost, lightgbm), then in each worker after fork; ``always`` / ``never``: force one.
 PRELOAD_MODES = ("auto", "always", "never")
+#: Comma-separated module or package names whose modules a model may name as ``loader_module`` although no
+#: registered flavor provides them (modelpack imports only those: importing a module runs its code).
+TRUSTED_LOADER_MODULES_VAR = "MODELPACK_TRUSTED_LOADER_MODULES"
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def env_str(name: str, default: str) -> str:
@@ -32,6 +37,38 @@ def env_int(name: str, default: int) -> int:
         from .errors import ModelpackError
 
         raise ModelpackError(f"Environment variable {name} must be an integer, got {value!r}") from None
+
+
+def is_module_name(name: object) -> bool:
+    """Whether ``name`` is an absolute dotted module name (``pkg.mod``)."""
+    return isinstance(name, str) and bool(_MODULE_NAME.fullmatch(name))
+
+
+def trusted_loader_modules() -> list[str]:
+    """The module and package names of MODELPACK_TRUSTED_LOADER_MODULES (a package trusts its submodules)."""
+    names = [n.strip() for n in env_str(TRUSTED_LOADER_MODULES_VAR, "").split(",") if n.strip()]
+    bad = [n for n in names if not is_module_name(n)]
+    if bad:
+        from .errors import ModelpackError
+
+        raise ModelpackError(f"{TRUSTED_LOADER_MODULES_VAR} must be comma-separated module or package names "
+                             f"such as 'mlflow.tensorflow,my_flavor', got {bad}")
+    return names
+
+
+def export_trusted_loader_modules(names: list[str] | tuple[str, ...]) -> None:
+    """Add ``names`` to MODELPACK_TRUSTED_LOADER_MODULES of this process, so the server or the model's environment
+    started from it (which inherit the environment) trusts them too (``--trust-loader-module``)."""
+    if not names:
+        return
+    bad = [n for n in names if not is_module_name(n)]
+    if bad:
+        from .errors import ModelpackError
+
+        raise ModelpackError(f"--trust-loader-module takes a module or package name such as 'mlflow.tensorflow', "
+                             f"got {bad}")
+    merged = list(dict.fromkeys([*trusted_loader_modules(), *names]))
+    os.environ[TRUSTED_LOADER_MODULES_VAR] = ",".join(merged)
 
 
 def default_workers() -> int:

@@ -2,11 +2,19 @@
 
 Field names follow MLflow's so each tool reads the other's directories. Keys this
 version does not know are kept in ``extra`` and written back unchanged.
+
+A model directory is untrusted input: :meth:`ModelDescriptor.check_paths` refuses one whose MLmodel names a
+file outside it (``../``, an absolute path, a symlink leading out) before any flavor opens anything
+(docs/trust.md). :func:`recover_interrupted_overwrite` puts back a model that a save killed in the middle of
+an overwrite left aside (only where the atomic exchange of modelpack/save.py is unavailable).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
+import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +22,20 @@ from typing import Any
 
 from .errors import ModelLoadError
 
+logger = logging.getLogger(__name__)
+
 MLMODEL_FILE = "MLmodel"
 PYFUNC = "python_function"
+
+#: Keys of ``python_function`` and of the native flavor sections whose string value is a file or directory of
+#: the model: the built-in flavors' and MLflow's (data files, pickles, code and saved-model directories).
+PATH_FIELDS = ("data", "model_path", "pickled_model", "model_data", "python_model", "code", "saved_model_dir",
+               "model_binary", "serialized_explainer", "parameters_path")
+#: MLflow's "models from code" record the script's original absolute path; loaders open its base name inside
+#: the model directory (MLflow's code_model loader does), so that name is what is checked.
+BASENAME_FIELDS = ("model_code_path",)
+#: An old model moved aside by an overwrite that cannot swap atomically: ``.NAME.old-XXXXXXXX`` next to it.
+ASIDE_RE = re.compile(r"\.(?P<name>.+)\.old-[a-z0-9_]{8}")
 
 _KNOWN = (
     "flavors",
@@ -65,6 +85,48 @@ class ModelDescriptor:
     @property
     def native_flavors(self) -> list[str]:
         return [name for name in self.flavors if name != PYFUNC]
+
+    def check_paths(self, model_dir: str | Path) -> None:
+        """Refuse (ModelLoadError naming the field and the path) a model whose MLmodel names a file outside
+        ``model_dir``, or that holds a symlink leading out of it. Called before any flavor code runs, so a
+        directory cannot make modelpack read, unpickle or import what lies elsewhere."""
+        root = _resolved_root(model_dir)
+        for field_name, value in self._path_values():
+            resolve_inside(root, value, field_name)
+        _refuse_escaping_symlinks(root)
+
+    def _path_values(self) -> list[tuple[str, str]]:
+        """``(field, relative path)`` of every path-valued MLmodel field this version knows."""
+        found: list[tuple[str, str]] = []
+        for section, conf in self.flavors.items():
+            if not isinstance(conf, dict):
+                continue
+            where = f"flavors.{section}"
+            for key in PATH_FIELDS:
+                if isinstance(conf.get(key), str):
+                    found.append((f"{where}.{key}", conf[key]))
+            for key in BASENAME_FIELDS:
+                if isinstance(conf.get(key), str):
+                    found.append((f"{where}.{key}", os.path.basename(conf[key])))
+            artifacts = conf.get("artifacts")
+            if isinstance(artifacts, dict):
+                for name, spec in artifacts.items():
+                    rel = spec.get("path") if isinstance(spec, dict) else spec
+                    if isinstance(rel, str):
+                        found.append((f"{where}.artifacts.{name}", rel))
+            extra_files = conf.get("extra_files")
+            if isinstance(extra_files, list):
+                for i, spec in enumerate(extra_files):
+                    if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+                        found.append((f"{where}.extra_files[{i}]", spec["path"]))
+            env = conf.get("env")
+            for kind, rel in (env.items() if isinstance(env, dict) else [("", env)]):
+                if isinstance(rel, str):
+                    found.append((f"{where}.env" + (f".{kind}" if kind else ""), rel))
+        for key, rel in (self.saved_input_example_info or {}).items():
+            if key.endswith("_path") and isinstance(rel, str):
+                found.append((f"saved_input_example_info.{key}", rel))
+        return found
 
     def get_signature(self) -> Any:
         """The parsed :class:`~modelpack.signature.ModelSignature`, or None."""
@@ -121,7 +183,7 @@ class ModelDescriptor:
         import yaml
 
         model_dir = Path(model_dir)
-        if not model_dir.exists():
+        if not model_dir.exists() and not recover_interrupted_overwrite(model_dir):
             raise ModelLoadError(f"Model directory '{model_dir}' does not exist")
         if not model_dir.is_dir():
             raise ModelLoadError(f"'{model_dir}' is not a directory")
@@ -135,3 +197,97 @@ class ModelDescriptor:
         if not isinstance(data, dict):
             raise ModelLoadError(f"'{path}' is not a YAML mapping")
         return cls.from_dict(data)
+
+
+def resolve_inside(model_dir: str | Path, relative: str, field_name: str) -> Path:
+    """``model_dir / relative`` with every symlink resolved; ModelLoadError naming ``field_name`` and the path
+    when that lies outside ``model_dir`` (``..``, an absolute path, a symlink leading out)."""
+    root = _resolved_root(model_dir)
+    try:
+        path = (root / relative).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+        raise ModelLoadError(f"MLmodel field '{field_name}' names {_shown(relative)}, which cannot be resolved in "
+                             f"the model directory '{root}': {exc}") from None
+    if path != root and not path.is_relative_to(root):
+        lexical = Path(os.path.normpath(root / relative))
+        how = " through a symlink" if lexical.is_relative_to(root) else ""
+        raise ModelLoadError(
+            f"MLmodel field '{field_name}' names {_shown(relative)}, which resolves{how} to '{path}', outside the "
+            f"model directory '{root}'; a model directory may only refer to files inside it (docs/trust.md)"
+        )
+    return path
+
+
+def _resolved_root(model_dir: str | Path) -> Path:
+    try:
+        return Path(model_dir).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise ModelLoadError(f"Model directory '{model_dir}' cannot be resolved: {exc}") from None
+
+
+def _refuse_escaping_symlinks(root: Path) -> None:
+    """ModelLoadError for the first symlink under ``root`` whose target lies outside it (files read by fixed
+    names, and the contents of ``code/``, ``artifacts/`` and data directories, are covered too)."""
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            raise ModelLoadError(f"Cannot list '{directory}' in the model directory: {exc.strerror}") from None
+        for entry in entries:
+            if entry.is_symlink():
+                rel = Path(entry.path).relative_to(root).as_posix()
+                try:
+                    target = Path(entry.path).resolve()
+                except (OSError, RuntimeError) as exc:
+                    raise ModelLoadError(f"'{rel}' in the model directory '{root}' is a symlink that cannot be "
+                                         f"resolved: {exc}") from None
+                if target != root and not target.is_relative_to(root):
+                    raise ModelLoadError(
+                        f"'{rel}' in the model directory '{root}' is a symlink to '{target}', outside the model "
+                        "directory; copy the files in (cp -rL) instead of linking to them (docs/trust.md)"
+                    )
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+
+
+def _shown(value: str, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}... ({len(text)} characters)"
+
+
+def recover_interrupted_overwrite(model_dir: str | Path) -> bool:
+    """Put back the old model of an overwrite that was killed between moving it aside and renaming the new one
+    in (only where modelpack/save.py cannot swap the two atomically). True when ``model_dir`` exists after it.
+
+    Nothing is done while ``model_dir`` exists: an aside copy next to an existing model is garbage of a finished
+    overwrite, which the next save into the directory removes."""
+    model_dir = Path(model_dir).absolute()
+    if os.path.lexists(model_dir):
+        return model_dir.exists()
+    try:
+        entries = list(os.scandir(model_dir.parent))
+    except OSError:
+        return False
+    asides = []
+    for entry in entries:
+        match = ASIDE_RE.fullmatch(entry.name)
+        if match and match["name"] == model_dir.name and entry.is_dir(follow_symlinks=False) \
+                and os.path.isfile(os.path.join(entry.path, MLMODEL_FILE)):
+            try:
+                asides.append((entry.stat(follow_symlinks=False).st_ctime_ns, entry.path))
+            except OSError:
+                continue
+    for _, aside in sorted(asides, reverse=True):
+        try:
+            os.rename(aside, model_dir)
+        except OSError as exc:
+            if model_dir.exists():  # another process put one back first
+                return True
+            logger.warning("Cannot restore the model at '%s' from '%s': %s", model_dir, aside, exc)
+            continue
+        logger.warning("Restored the model at '%s' from '%s', which an interrupted overwrite left aside",
+                       model_dir, aside)
+        return True
+    return model_dir.exists()

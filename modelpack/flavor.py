@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .descriptor import ModelDescriptor
+from .descriptor import ModelDescriptor, resolve_inside
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ def load_native(flavor: Flavor, model_dir: str | Path) -> Any:
 
     model_dir = Path(model_dir)
     descriptor = ModelDescriptor.read(model_dir)
+    descriptor.check_paths(model_dir)
     if flavor.name not in descriptor.flavors:
         raise ModelLoadError(
             f"Model at '{model_dir}' has no '{flavor.name}' flavor; "
@@ -143,7 +144,22 @@ def load_pyfunc_at(flavor: Flavor, data_path: str | Path) -> PyFuncImplementatio
     file in it. Each flavor module's ``_load_pyfunc`` calls this, so MLflow (with modelpack installed) loads it."""
     path = Path(data_path)
     model_dir = path.parent if path.is_file() else path
-    return flavor.load_pyfunc(model_dir, ModelDescriptor.read(model_dir))
+    descriptor = ModelDescriptor.read(model_dir)
+    descriptor.check_paths(model_dir)
+    return flavor.load_pyfunc(model_dir, descriptor)
+
+
+def model_path(model_dir: str | Path, relative: Any, field: str) -> Path:
+    """The file or directory that the MLmodel field ``field`` (e.g. ``"flavors.xgboost.data"``) names inside
+    ``model_dir``, symlinks resolved. A ModelLoadError names the field when the value is not a non-empty string
+    or resolves outside the model directory: use it instead of ``model_dir / value`` for every path read from
+    MLmodel. (The loaders already check the fields they know before a flavor runs; this covers the rest.)"""
+    from .errors import ModelLoadError
+
+    if not isinstance(relative, str) or not relative:
+        raise ModelLoadError(f"MLmodel field '{field}' must be a relative path inside the model directory, got "
+                             f"{relative!r}")
+    return resolve_inside(model_dir, relative, field)
 
 
 class PredictParams:

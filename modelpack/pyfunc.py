@@ -1,15 +1,22 @@
-"""LOAD: MLmodel -> loader_module -> flavor -> python_function model.
+"""LOAD: MLmodel -> path check -> loader_module -> flavor -> python_function model.
 
 :func:`load_model` returns a :class:`PyFuncModel`, whose ``predict`` takes a pandas
 DataFrame (or a numpy array, a list of dicts, a dict of columns), checks it against the
 model's signature and calls the flavor's wrapper.
+
+A model directory is untrusted input (docs/trust.md): every path its MLmodel names must lie inside it, and its
+``loader_module`` is imported only when a registered flavor claims it (then the flavor loads the model and
+nothing is imported) or when the user trusts it (``trusted_loader_modules``, MODELPACK_TRUSTED_LOADER_MODULES,
+``--trust-loader-module``): importing a module runs its code.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -95,25 +102,31 @@ def as_model_input(data: Any) -> Any:
     return data
 
 
-def load_model(model_uri: str | os.PathLike[str]) -> PyFuncModel:
-    """Load the model directory at ``model_uri`` as a python_function model."""
+def load_model(model_uri: str | os.PathLike[str], *, trusted_loader_modules: Iterable[str] = ()) -> PyFuncModel:
+    """Load the model directory at ``model_uri`` as a python_function model.
+
+    A ``loader_module`` that no registered flavor provides (a third-party MLflow flavor, say) is imported only
+    when it, or a package holding it, is in ``trusted_loader_modules`` or MODELPACK_TRUSTED_LOADER_MODULES.
+    Loading a pickle runs code whatever the loader: see docs/trust.md."""
     model_dir = Path(model_uri).expanduser()
     if str(model_uri).startswith("file://"):
         model_dir = Path(str(model_uri)[len("file://"):])
-    return load_pyfunc_from(model_dir, ModelDescriptor.read(model_dir))
+    return load_pyfunc_from(model_dir, ModelDescriptor.read(model_dir), trusted_loader_modules)
 
 
-def load_pyfunc_from(model_dir: Path, descriptor: ModelDescriptor) -> PyFuncModel:
-    """Build the PyFuncModel of an already-read descriptor."""
+def load_pyfunc_from(model_dir: Path, descriptor: ModelDescriptor,
+                     trusted_loader_modules: Iterable[str] = ()) -> PyFuncModel:
+    """Build the PyFuncModel of an already-read descriptor (after checking the paths its MLmodel names)."""
     from .flavor_registry import get_registry
 
     module = descriptor.loader_module
+    descriptor.check_paths(model_dir)
     flavor = get_registry().for_loader_module(module)
     try:
         if flavor is not None:
             impl = flavor.load_pyfunc(model_dir, descriptor)
         else:
-            impl = _load_foreign(module, model_dir, descriptor)
+            impl = _load_foreign(module, model_dir, descriptor, trusted_loader_modules)
     except ModelpackError:
         raise
     except Exception as exc:
@@ -143,21 +156,61 @@ class ForeignPyFunc(PyFuncImplementation):
         return self.model.predict(model_input)
 
 
-def _load_foreign(module: str, model_dir: Path, descriptor: ModelDescriptor) -> Any:
-    """A loader module no registered flavor claims: call its ``_load_pyfunc`` like MLflow does."""
+def _load_foreign(module: str, model_dir: Path, descriptor: ModelDescriptor,
+                  trusted_loader_modules: Iterable[str] = ()) -> Any:
+    """A loader module no registered flavor claims: if the user trusts it, import it and call its
+    ``_load_pyfunc`` like MLflow does; otherwise refuse before importing anything."""
+    from .config import TRUSTED_LOADER_MODULES_VAR
+    from .config import trusted_loader_modules as trusted_from_env
+
+    trusted = [*trusted_from_env(), *(_checked_module_name(n, "trusted_loader_modules")
+                                      for n in trusted_loader_modules)]
+    _checked_module_name(module, f"Model at '{model_dir}': python_function.loader_module")
+    if not any(module == name or module.startswith(name + ".") for name in trusted):
+        top = module.partition(".")[0]
+        allow = (f"set {TRUSTED_LOADER_MODULES_VAR}={module} (comma-separated module or package names), pass "
+                 f"--trust-loader-module {module} to modelpack serve/predict, or "
+                 f"load_model(..., trusted_loader_modules=['{module}'])")
+        if importlib.util.find_spec(top) is None:  # a top-level lookup imports nothing
+            raise ModelLoadError(
+                f"Model at '{model_dir}' needs loader module '{module}', which no registered flavor provides "
+                f"(their loader modules: {_claimed_loader_modules()}) and which cannot be imported: no module "
+                f"named '{top}'. Install the flavor plugin that provides it; a loader module that no flavor claims "
+                f"is also imported only when trusted: {allow}"
+            )
+        raise ModelLoadError(
+            f"Model at '{model_dir}' names loader module '{module}', which no registered flavor provides (their "
+            f"loader modules: {_claimed_loader_modules()}); modelpack imports such a module only when you trust "
+            f"it, since importing it runs its code. To allow it: {allow}"
+        )
     try:
         loader = importlib.import_module(module)
     except ImportError as exc:
-        from .flavor_registry import get_registry
-
         raise ModelLoadError(
             f"Model at '{model_dir}' needs loader module '{module}', which no registered flavor "
-            f"provides (registered: {get_registry().names}) and which cannot be imported: {exc}"
+            f"provides (their loader modules: {_claimed_loader_modules()}) and which cannot be imported: {exc}"
         ) from exc
     if not hasattr(loader, "_load_pyfunc"):
         raise ModelLoadError(f"Loader module '{module}' has no _load_pyfunc function")
     data = descriptor.pyfunc.get("model_path") or descriptor.pyfunc.get("data") or ""
     return loader._load_pyfunc(str(model_dir / data))
+
+
+def _claimed_loader_modules() -> list[str]:
+    """Every loader module a registered flavor provides (its own and its aliases)."""
+    from .flavor_registry import get_registry
+
+    registry = get_registry()
+    return sorted({m for name in registry.names for f in [registry.get(name)] for m in (f.loader_module, *f.aliases)})
+
+
+def _checked_module_name(name: str, where: str) -> str:
+    """``name`` when it is an absolute dotted module name (``pkg.mod``); ModelLoadError otherwise."""
+    from .config import is_module_name
+
+    if not is_module_name(name):
+        raise ModelLoadError(f"{where} must be a dotted module name such as 'package.module', got {name!r}")
+    return name
 
 
 def _model_raised(exc: Exception) -> PredictionError:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .options import checked_model_dir, env_manager_option, model_option, python_option
+from .serve import trust_loader_module_option
 
 CONTENT_TYPES = {"json": "application/json", "csv": "text/csv"}
 
@@ -22,11 +23,16 @@ CONTENT_TYPES = {"json": "application/json", "csv": "text/csv"}
               help="Input format (default: from the file extension, json otherwise).")
 @env_manager_option
 @python_option
+@trust_loader_module_option
 def predict(model_uri: str, input_path: str, output_path: str | None, content_type: str | None,
-            env_manager: str, python: str | None) -> None:
+            env_manager: str, python: str | None, trusted_loader_modules: tuple[str, ...]) -> None:
+    from ..config import export_trusted_loader_modules
+    from ..descriptor import ModelDescriptor
     from .prepare_env import environment_python
 
+    export_trusted_loader_modules(trusted_loader_modules)  # load_model below, or the rerun child, reads it
     model_dir = checked_model_dir(model_uri)
+    ModelDescriptor.read(model_dir).check_paths(model_dir)  # before an environment is built from its files
     python = environment_python(model_dir, env_manager, python)
     if python != sys.executable:
         _rerun_in(python, model_dir, input_path, output_path, content_type)
