@@ -272,7 +272,9 @@ def save_model(python_model: PythonModel, path: str | Path, **kwargs: Any) -> Mo
 def load_model(path: str | Path) -> PythonModel:
     """Load the user's PythonModel object (with ``load_context`` already called)."""
     model_dir = Path(path)
-    return _FLAVOR.load(model_dir, ModelDescriptor.read(model_dir))
+    descriptor = ModelDescriptor.read(model_dir)
+    descriptor.check_paths(model_dir)  # as every loader does before flavor code runs (docs/trust.md)
+    return _FLAVOR.load(model_dir, descriptor)
 
 
 def _load_pyfunc(data_path: str) -> PyFuncImplementation:
