@@ -6,9 +6,54 @@ see in JSON error bodies), an HTTP ``status`` and a CLI ``exit_code``, the HTTP-
 routing errors included. Those mappings are *read* in exactly one place each:
 ``modelpack/server/errors.py`` (HTTP) and ``modelpack/cli/main.py`` (exit codes).
 This module imports nothing heavy so anything may import it.
+
+Messages quote what a client sent (a value, a column name, a key) only through :func:`quote`
+and :func:`quote_names`, which cap what they show: an error must never echo a megabyte of input
+back. :data:`MESSAGE_LIMIT` caps a whole message as the server sends it (the backstop).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+#: The most characters of one quoted value (a value, a name, a key) an error message shows.
+QUOTE_LIMIT = 60
+#: The most names a quoted list shows (the rest are counted).
+QUOTE_ITEMS = 12
+#: The most characters of a whole message a client receives (longer ones are cut, saying so).
+MESSAGE_LIMIT = 2000
+
+
+def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` (numpy scalars as their Python value), cut to ``limit`` characters when longer,
+    saying how long it was: the one way an error message shows what a client sent."""
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "ndim", None) == 0:
+        value = item()
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 3]}... ({len(text)} characters)"
+
+
+def quote_names(names: Iterable[Any], limit: int = QUOTE_ITEMS) -> str:
+    """A list of names (columns, keys, parameters) as ``['a', 'b', ... and 3 more]``: at most ``limit``
+    names, each cut by :func:`quote`."""
+    shown: list[str] = []
+    count = 0
+    for count, name in enumerate(names, 1):
+        if count <= limit:
+            shown.append(quote(name))
+    more = f", ... and {count - limit} more" if count > limit else ""
+    return f"[{', '.join(shown)}{more}]"
+
+
+def cap_message(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``message`` cut to ``limit`` characters (the server's backstop behind :func:`quote`)."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}... (message cut: {len(message)} characters)"
 
 
 class ModelpackError(Exception):
@@ -100,11 +145,16 @@ class FlavorError(ModelpackError):
 class PredictionError(ModelpackError):
     """The model itself raised while predicting (raised ``from`` the model's exception).
 
-    ``message`` names only the exception's type; its text is the ``detail``."""
+    ``message`` names only the exception's type; its text is the ``detail``. Input reaches a model only
+    after the server's checks (body format, and the model's signature when it has one), so the server tells
+    the client :attr:`advice`: retrying cannot help, the model or its signature is at fault."""
 
     error_code = "MODEL_ERROR"
     status = 500
     exit_code = 4
+    #: Added to the message a server client receives.
+    advice = ("the request passed the server's input checks (the model's signature, when it has one), "
+              "so sending it again fails the same way: the model or its signature needs fixing")
 
 
 class EnvironmentBuildError(ModelpackError):
@@ -142,5 +192,8 @@ __all__ = [
     "PayloadTooLargeError",
     "PredictionError",
     "UnsupportedMediaTypeError",
+    "cap_message",
     "for_http_status",
+    "quote",
+    "quote_names",
 ]

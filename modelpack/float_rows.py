@@ -10,13 +10,16 @@ through unchanged, so the answer is the same on either path.
 
 Whether a model takes this path is decided once, when it is loaded
 (:func:`float_rows_columns`); the server then picks its decoders once (``decode.py``).
-The readers below only ever say "not plain numbers" (None): the checked path then reads the
-body and gives every error message, so a shortcut can never answer differently.
+The readers below only ever say "not plain finite numbers" (None): the checked path then reads
+the body and gives every error message, so a shortcut can never answer differently. A block holds
+no NaN and no infinity, so it passes every check enforcement makes on double columns (required or
+optional), and handing it to the model unchecked is safe.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -58,11 +61,15 @@ def float_rows_columns(signature: ModelSignature | None) -> list[str] | None:
 
 
 def _block(flat: Any, count: int, columns: list) -> FloatRows | None:
-    """``count`` rows of ``len(columns)`` numbers from the iterable ``flat``, or None."""
+    """``count`` rows of ``len(columns)`` finite numbers from the iterable ``flat``, or None.
+
+    A number too large for a double (``1e400``) reads as infinity: the checked path refuses it by name."""
     width = len(columns)
     try:
         values = np.fromiter(flat, np.float64, count=count * width)
     except (TypeError, ValueError, KeyError):  # a row that is not a list, a nested list, a missing key
+        return None
+    if not math.isfinite(values.sum()):  # a NaN or an infinity (or a sum past 1.8e308: the checked path, too)
         return None
     return FloatRows(np.asfortranarray(values.reshape(count, width)), columns)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.errors import InvalidInputError
+from modelpack.errors import InvalidInputError, quote
 
 #: Column types and the numpy dtype a model receives for each.
 DATA_TYPES: dict[str, np.dtype] = {
@@ -41,7 +41,12 @@ def _check_type_name(type_name: Any, allowed: Any, what: str) -> str:
 
 @dataclass(frozen=True)
 class ColSpec:
-    """One column of a tabular input or output: its type, name, and whether it must be sent."""
+    """One column of a tabular input or output: its type, name, and whether it is ``required``.
+
+    A required column must be sent and hold a value in every row; an optional one (``required=False``,
+    named columns only) may be left out or hold missing values (see modelpack/enforce.py). This is
+    MLflow's ``"required"`` key, which MLflow's inference also sets false for a column with missing values.
+    """
 
     type: str
     name: str | None = None
@@ -67,8 +72,11 @@ class ColSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ColSpec:
-        """Read MLflow's JSON object for a column spec."""
-        return cls(d["type"], d.get("name"), bool(d.get("required", True)))
+        """Read MLflow's JSON object for a column spec (no ``required``: required, as MLflow reads it)."""
+        required = d.get("required", True)
+        if not isinstance(required, bool):
+            raise InvalidInputError(f"A column spec's 'required' must be true or false, got {required!r}")
+        return cls(d["type"], d.get("name"), required)
 
 
 @dataclass(frozen=True)
@@ -204,8 +212,7 @@ def _spec_from_dict(d: Any) -> ColSpec | TensorSpec:
 
 
 def show_value(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return quote(value, 40)
 
 
 def _param_scalar(type_name: str, value: Any) -> Any:

@@ -1,8 +1,11 @@
 """SIGNATURE INFERENCE: a signature from example input, output and parameter values.
 
 Column types follow what pandas infers for each column (object columns by their values);
-arrays become tensor specs; dicts of arrays, named tensors. pandas is imported only here,
-when a signature is inferred.
+arrays become tensor specs; dicts of arrays, named tensors. A named input column with a missing
+value (None, NaN, NA, NaT, or a key left out of a record) in the example is optional
+(``required: false``), as MLflow infers it; the others are required, so they must hold a value in
+every row sent. An unnamed column cannot be optional (MLflow's rule), so an unnamed input example
+with missing values is refused. pandas is imported only here, when a signature is inferred.
 """
 
 from __future__ import annotations
@@ -79,10 +82,10 @@ def _infer_schema(data: Any, output: bool) -> Schema:
     if isinstance(data, pd.DataFrame):
         return _frame_schema(data)
     if isinstance(data, pd.Series):
-        return Schema([ColSpec(_column_type(data, data.name or 0)[0])])
+        return _unnamed_column(data, output)
     if isinstance(data, np.ndarray):
         if output and data.ndim == 1:  # a regressor's or classifier's predictions
-            return Schema([ColSpec(_column_type(pd.Series(data), 0)[0])])
+            return _unnamed_column(pd.Series(data), output)
         return Schema([_tensor_spec(data, None)])
     if isinstance(data, dict):
         return _dict_schema(data)
@@ -90,14 +93,26 @@ def _infer_schema(data: Any, output: bool) -> Schema:
         if all(isinstance(x, dict) for x in data):
             return _frame_schema(pd.DataFrame(list(data)))
         if all(isinstance(x, _SCALARS) or x is None for x in data):
-            return Schema([ColSpec(_column_type(pd.Series(list(data)), 0)[0])])
+            return _unnamed_column(pd.Series(list(data)), output)
         raise InvalidInputError("Cannot infer a schema from a list of lists; pass a numpy array or a DataFrame")
     if isinstance(data, _SCALARS):
-        return Schema([ColSpec(_column_type(pd.Series([data]), 0)[0])])
+        return _unnamed_column(pd.Series([data]), output)
     raise TypeError(
         f"Cannot infer a schema from {type(data).__name__}; supported: pandas DataFrame or Series,"
         " numpy array, dict of columns or arrays, list of records or scalars, a scalar"
     )
+
+
+def _unnamed_column(series: Any, output: bool) -> Schema:
+    """One unnamed column: always required, so an input example with missing values cannot describe it."""
+    type_name, has_nulls = _column_type(series, series.name or 0)
+    if has_nulls and not output:
+        raise InvalidInputError(
+            "Cannot infer a signature from an unnamed column with missing values: an unnamed column cannot be "
+            "optional (MLflow's rule), and a required one refuses missing values. Name the column (a DataFrame "
+            "or a dict of columns), or give an example without missing values"
+        )
+    return Schema([ColSpec(type_name)])
 
 
 def _dict_schema(data: dict[Any, Any]) -> Schema:

@@ -59,8 +59,10 @@ RECEIVED = {
     "datetime64": lambda: pd.Series(pd.to_datetime(["2020-01-01", "2021-01-01"])),
 }
 EXPECTED = ["boolean", "integer", "long", "float", "double", "string", "binary", "datetime"]
-# What each (received, expected) pair gives: the result's dtype, or "x" for a refusal.
-# "same" keeps the received column unchanged; "M" is any datetime64 dtype.
+# What each (received, expected) pair gives in an optional column (required=False: missing values allowed):
+# the result's dtype, or "x" for a refusal. "same" keeps the received column unchanged; "M" is any datetime64
+# dtype. A required column gives the same for the rows without missing values, and refuses the others
+# (test_required_columns_refuse_missing_values).
 TABLE = {
     # columns: boolean, integer, long, float, double, string, binary, datetime
     "bool":                  ("bool", "x",     "x",     "x",       "x",       "x",    "x",    "x"),
@@ -72,7 +74,7 @@ TABLE = {
     "float32 fraction":      ("x", "x",     "x",     "same",    "float64", "x",    "x",    "x"),
     "float64 whole":         ("x", "int32", "int64", "float32", "same",    "x",    "x",    "x"),
     "float64 fraction":      ("x", "x",     "x",     "float32", "same",    "x",    "x",    "x"),
-    "float64 NaN":           ("x", "x",     "x",     "float32", "same",    "x",    "x",    "x"),
+    "float64 NaN":           ("x", "Int32", "Int64", "float32", "same",    "x",    "x",    "x"),
     "float64 > float32":     ("x", "x",     "x",     "x",       "same",    "x",    "x",    "x"),
     "str base64":            ("x", "x",     "x",     "x",       "x",       "same", "object", "x"),
     "str ISO date":          ("x", "x",     "x",     "x",       "x",       "same", "x",    "M"),
@@ -84,7 +86,7 @@ TABLE = {
     "object bool":           ("bool", "x",  "x",     "x",       "x",       "x",    "x",    "x"),
     "object datetime":       ("x", "x",     "x",     "x",       "x",       "x",    "x",    "M"),
     "Int64":                 ("x", "int32", "int64", "float32", "float64", "x",    "x",    "x"),
-    "Int64 with NA":         ("x", "x",     "x",     "float32", "float64", "x",    "x",    "x"),
+    "Int64 with NA":         ("x", "Int32", "Int64", "float32", "float64", "x",    "x",    "x"),
     "boolean (nullable)":    ("bool", "x",  "x",     "x",       "x",       "x",    "x",    "x"),
     "datetime64":            ("x", "x",     "x",     "x",       "x",       "x",    "x",    "same"),
 }  # fmt: skip
@@ -102,7 +104,7 @@ def test_table_covers_every_pair() -> None:
 
 @pytest.mark.parametrize(("received", "expected", "outcome"), CASES)
 def test_casting_table(received: str, expected: str, outcome: str) -> None:
-    enforcer = columns(ColSpec(expected, "c"))
+    enforcer = columns(ColSpec(expected, "c", required=False))
     frame = pd.DataFrame({"c": RECEIVED[received]()})
     if outcome == "x":
         with pytest.raises(InvalidInputError) as info:
@@ -126,7 +128,7 @@ def test_casting_table(received: str, expected: str, outcome: str) -> None:
 
 
 def test_binary_base64_is_decoded() -> None:
-    result = columns(ColSpec("binary", "c")).inputs(pd.DataFrame({"c": ["aGk=", None]}))
+    result = columns(ColSpec("binary", "c", required=False)).inputs(pd.DataFrame({"c": ["aGk=", None]}))
     assert result["c"].tolist()[0] == b"hi"
     assert result["c"].isna().tolist() == [False, True]
 
@@ -173,7 +175,6 @@ def test_type_error_message() -> None:
     [
         ([2.5], "long", "2.5 is not a whole number"),
         ([3e9], "integer", "3000000000.0 is out of range for int32"),
-        ([np.nan], "long", "it holds missing values (NaN)"),
         ([True], "double", "booleans and numbers do not convert into each other"),
         ([1e300], "float", "1e+300 is out of range for float32"),
     ],
@@ -436,3 +437,142 @@ def test_params_without_param_schema() -> None:
     with pytest.raises(InvalidInputError) as info:
         enforcer.params({"k": 1})
     assert str(info.value) == ("This model accepts no parameters (its signature declares none); received ['k']")
+
+
+# ---------------------------------------------------------------- missing and non-finite values
+
+MISSING = "the model's signature needs a value in every row of it"
+# Each kind of column a client can send with a missing value in row 1, and the types it fits.
+WITH_MISSING = {
+    "float64 NaN": (lambda: pd.Series([1.0, np.nan, 2.0]), ["integer", "long", "float", "double"]),
+    "object None": (lambda: pd.Series([1, None, 2], dtype=object), ["integer", "long", "float", "double"]),
+    "Int64 NA": (lambda: pd.Series([1, None, 2], dtype="Int64"), ["integer", "long", "float", "double"]),
+    "boolean NA": (lambda: pd.Series([True, None, False], dtype="boolean"), ["boolean"]),
+    "object bool None": (lambda: pd.Series([True, None, False], dtype=object), ["boolean"]),
+    "str None": (lambda: pd.Series(["YQ==", None, "Yg=="]), ["string", "binary"]),
+    "datetime NaT": (lambda: pd.Series(pd.to_datetime(["2020-01-01", None, "2021-01-01"])), ["datetime"]),
+}
+MISSING_CASES = [pytest.param(kind, type_name, id=f"{kind}->{type_name}")
+                 for kind, (_, types) in WITH_MISSING.items() for type_name in types]
+
+
+@pytest.mark.parametrize(("kind", "type_name"), MISSING_CASES)
+def test_required_columns_refuse_missing_values(kind: str, type_name: str) -> None:
+    frame = pd.DataFrame({"a": [0.5, 1.5, 2.5], "c": WITH_MISSING[kind][0]()})
+    with pytest.raises(InvalidInputError) as info:
+        columns(ColSpec("double", "a"), ColSpec(type_name, "c")).inputs(frame)
+    assert str(info.value) == (
+        f"Required column 'c' ({type_name}) has no value at row 1; {MISSING} (null, NaN, NA, an empty CSV field"
+        " and a left-out key are missing values)"
+    )
+
+
+@pytest.mark.parametrize(("kind", "type_name"), MISSING_CASES)
+def test_optional_columns_keep_missing_values(kind: str, type_name: str) -> None:
+    frame = pd.DataFrame({"a": [0.5, 1.5, 2.5], "c": WITH_MISSING[kind][0]()})
+    result = columns(ColSpec("double", "a"), ColSpec(type_name, "c", required=False)).inputs(frame)["c"]
+    assert result.isna().tolist() == [False, True, False]
+    expected = {"integer": "Int32", "long": "Int64", "float": "float32", "double": "float64", "boolean": "boolean"}
+    if type_name in expected:  # numpy has no missing int or bool: pandas' nullable types carry them
+        assert str(result.dtype) == expected[type_name]
+    if type_name in ("integer", "long", "float", "double"):
+        assert result.astype("float64").tolist()[::2] == [1.0, 2.0]
+    elif type_name == "boolean":
+        assert result.tolist()[::2] == [True, False]
+    elif type_name == "binary":
+        assert result.tolist()[::2] == [b"a", b"b"]
+
+
+def test_optional_integer_column_still_refuses_fractions() -> None:
+    frame = pd.DataFrame({"c": [1.0, np.nan, 2.5]})
+    with pytest.raises(InvalidInputError, match=r"column 'c': expected long, received float64 \(2.5 is not a whole"):
+        columns(ColSpec("long", "c", required=False)).inputs(frame)
+
+
+def frame_with(value: float, row: int = 2, column: str = "bmi", rows: int = 4) -> pd.DataFrame:
+    frame = pd.DataFrame(np.full((rows, 10), 0.25), columns=COLUMNS)
+    frame.loc[row, column] = value
+    return frame
+
+
+@pytest.mark.parametrize("make", [
+    lambda f: f,  # matching dtypes: the fast path
+    lambda f: f.astype({"age": "float32"}),  # the numeric block path
+    lambda f: f.assign(extra="x")[["extra", *COLUMNS[::-1]]],  # shuffled, extra column: the block path
+    lambda f: f.astype(object),  # object columns: column by column
+], ids=["fast", "block", "shuffled", "columns"])
+def test_every_path_refuses_missing_and_infinite_doubles(make) -> None:
+    for value, message in [
+        (np.nan, f"Required column 'bmi' (double) has no value at row 2; {MISSING}"),
+        (np.inf, "Column 'bmi' holds inf at row 2; expected a finite double (a number too large for a double, such"
+                 " as 1e400, reads as infinity)"),
+        (-np.inf, "Column 'bmi' holds -inf at row 2; expected a finite double"),
+    ]:
+        with pytest.raises(InvalidInputError) as info:
+            diabetes().inputs(make(frame_with(value)))
+        assert str(info.value).startswith(message)
+
+
+def test_rows_are_counted_and_index_labels_named() -> None:
+    frame = frame_with(np.nan, row=1)
+    frame.loc[3, "bmi"] = np.nan
+    with pytest.raises(InvalidInputError, match=r"'bmi' \(double\) has no value at row 1 \(and 1 more row\(s\)\);"):
+        diabetes().inputs(frame)
+    frame.index = ["w", "x", "y", "z"]
+    with pytest.raises(InvalidInputError, match=r"at row 1 \(index 'x'\) \(and 1 more row\(s\)\)"):
+        diabetes().inputs(frame)
+
+
+def test_optional_double_takes_nan_never_infinity() -> None:
+    enforcer = columns(ColSpec("double", "a"), ColSpec("double", "b", required=False))
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [np.nan, 3.0]})
+    assert enforcer.inputs(frame) is frame  # the fast path, and NaN is allowed here
+    with pytest.raises(InvalidInputError, match="Column 'b' holds inf at row 1"):
+        enforcer.inputs(frame.assign(b=[np.nan, np.inf]))
+    with pytest.raises(InvalidInputError, match="Required column 'a' .* at row 0"):
+        enforcer.inputs(frame.assign(a=[np.nan, 1.0]))
+
+
+def test_float_column_refuses_infinity() -> None:
+    with pytest.raises(InvalidInputError, match="Column 'BMI' holds inf at row 0; expected a finite float"):
+        columns(ColSpec("float", "BMI")).inputs(pd.DataFrame({"BMI": [np.inf]}))
+
+
+@pytest.mark.parametrize("type_name", ["string", "datetime"])
+def test_fast_path_checks_required_text_and_datetimes(type_name: str) -> None:
+    values = ["a", None] if type_name == "string" else pd.to_datetime(["2020-01-01", None])
+    frame = pd.DataFrame({"c": values})
+    if type_name == "string":
+        frame["c"] = frame["c"].astype(pd.Series(["a"]).dtype)  # the dtype pandas gives str: the fast path
+    with pytest.raises(InvalidInputError, match=f"Required column 'c' \\({type_name}\\) has no value at row 1"):
+        columns(ColSpec(type_name, "c")).inputs(frame)
+    result = columns(ColSpec(type_name, "c", required=False)).inputs(frame)
+    assert result["c"].isna().tolist() == [False, True]
+
+
+def test_unnamed_columns_refuse_missing_values_by_position() -> None:
+    with pytest.raises(InvalidInputError, match=r"Required column 1 \(long\) has no value at row 0"):
+        columns(ColSpec("double"), ColSpec("long")).inputs(pd.DataFrame([[1.0, None]], dtype=object))
+
+
+def test_tensors_keep_nan() -> None:
+    data = np.array([[np.nan, 1.0]])
+    assert tensors(TensorSpec(np.dtype("float64"), (-1, 2))).inputs(data) is data
+
+
+# ---------------------------------------------------------------- what messages quote
+
+
+def test_messages_cap_what_they_quote() -> None:
+    huge = "x" * 1_000_000
+    with pytest.raises(InvalidInputError) as info:
+        diabetes().inputs(pd.DataFrame({huge: [1.0], **{f"c{i}": [1.0] for i in range(100)}}))
+    message = str(info.value)
+    assert len(message) < 2000
+    assert "'xxxxxxxxxx" in message and "(1000002 characters)" in message and "and 89 more" in message
+    with pytest.raises(InvalidInputError) as info:
+        with_params().params({huge: 1})
+    assert len(str(info.value)) < 400 and "(1000002 characters)" in str(info.value)
+    with pytest.raises(InvalidInputError) as info:
+        columns(ColSpec("long", "n")).inputs(pd.DataFrame({"n": [huge]}))
+    assert len(str(info.value)) < 200

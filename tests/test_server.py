@@ -203,6 +203,7 @@ def test_model_exception_is_500_and_server_keeps_serving(custom_server):
     body = b'{"dataframe_split": {"columns": ["x"], "data": [[-1]]}}'
     message = _error(custom_server.post(body), 500, "MODEL_ERROR")
     assert "ValueError" in message and "error id" in message
+    assert "so sending it again fails the same way" in message  # what the client can do: not retry
     assert "secret-row-value" not in message  # model error details stay in the server log
     error_id = message.rsplit(" ", 1)[-1]
     assert _preds(custom_server.post(b'{"inputs": [1]}')) == [2]

@@ -379,3 +379,60 @@ def test_infer_params_refused(params: dict, message: str) -> None:
 def test_infer_refused(data: object, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         infer_signature(data)
+
+
+# ---------------------------------------------------------------- required and optional columns
+
+
+def test_required_must_be_a_json_boolean() -> None:
+    with pytest.raises(InvalidInputError, match="'required' must be true or false, got 'false'"):
+        Schema.from_json('[{"type": "double", "name": "x", "required": "false"}]')
+
+
+@pytest.mark.parametrize("example", [
+    pd.DataFrame({"x": [1.0, None], "k": [1, 2]}),
+    {"x": [1.0, None], "k": [1, 2]},
+    [{"x": 1.0, "k": 1}, {"k": 2}],  # a record without the key
+    [{"x": 1.0, "k": 1}, {"x": None, "k": 2}],
+], ids=["frame", "dict of lists", "left-out key", "null"])
+def test_a_column_with_missing_values_in_the_example_is_optional(example: object) -> None:
+    assert [(c["name"], c["required"]) for c in inputs_json(example)] == [("x", False), ("k", True)]
+
+
+@pytest.mark.parametrize("example", [pd.Series([1.0, np.nan]), ["a", None], [1.0, float("nan")]])
+def test_an_unnamed_input_column_with_missing_values_is_refused(example: object) -> None:
+    with pytest.raises(InvalidInputError, match="unnamed column with missing values: an unnamed column cannot be"):
+        infer_signature(example)
+
+
+def test_outputs_with_missing_values_are_inferred() -> None:
+    signature = infer_signature(pd.DataFrame({"x": [1.0, 2.0]}), np.array([0.5, np.nan]))
+    assert signature.to_dict()["outputs"] == '[{"type": "double", "required": true}]'
+
+
+MLFLOW_REQUIRED = r'''
+import json, sys
+from mlflow.models import infer_signature
+from mlflow.models.signature import ModelSignature
+frame = read_frame(sys.argv[1])
+theirs = infer_signature(frame).to_dict()
+ours = ModelSignature.from_dict(json.loads(open(sys.argv[2]).read()))
+print(json.dumps({"inferred": theirs, "read": [[c.name, c.required] for c in ours.inputs.inputs]}))
+'''
+
+
+@pytest.mark.slow
+def test_mlflow_reads_and_writes_required_like_modelpack(tmp_path) -> None:
+    from mlflow_env import mlflow_python
+    from mlflow_interop import run_mlflow_script, write_frame
+
+    frame = pd.DataFrame({"x": [1.0, np.nan], "s": ["a", None], "k": [1, 2]})
+    ours = infer_signature(frame)
+    (tmp_path / "ours.json").write_text(json.dumps(ours.to_dict()))
+    printed = run_mlflow_script(mlflow_python([]), MLFLOW_REQUIRED, str(write_frame(frame, tmp_path / "f.json")),
+                                str(tmp_path / "ours.json"), cwd=tmp_path)
+    result = json.loads(printed.strip().splitlines()[-1])
+    assert result["read"] == [["x", False], ["s", False], ["k", True]]  # MLflow reads modelpack's optional columns
+    theirs = ModelSignature.from_dict(result["inferred"])  # and modelpack reads MLflow's, to the same signature
+    assert theirs.inputs == ours.inputs
+    assert [c.required for c in theirs.inputs] == [False, False, True]

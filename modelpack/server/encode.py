@@ -1,7 +1,18 @@
-"""ENCODE: predictions -> ``{"predictions": ...}`` JSON bytes, without Python-level loops."""
+"""ENCODE: predictions -> ``{"predictions": ...}`` JSON bytes, without Python-level loops.
+
+Non-finite numbers: a prediction that is NaN, infinity or minus infinity is written as the
+literal ``NaN``, ``Infinity`` or ``-Infinity``, as MLflow's scoring server writes it and as
+Python's ``json``, pandas and MLflow's client read it back; ``null`` stays what it means, a
+missing value (None). Strict JSON parsers (JavaScript's ``JSON.parse``) refuse those literals:
+a client of such a model must allow them. orjson (the fast path) would write ``null`` for all
+three, so a body holding ``null`` is checked for non-finite numbers and, only when there are
+some, written again by the ``json`` module.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import numpy as np
@@ -29,8 +40,63 @@ def _jsonable(predictions: Any) -> Any:
 
 
 def encode_predictions(predictions: Any) -> bytes:
+    """The response body for ``predictions`` (see the module doc for NaN and infinities)."""
     try:
-        return orjson.dumps({"predictions": _jsonable(predictions)}, default=_default, option=_OPTS)
+        body = orjson.dumps({"predictions": _jsonable(predictions)}, default=_default, option=_OPTS)
     except TypeError:
         # e.g. float16 arrays or exotic scalars: fall back to Python objects.
-        return orjson.dumps({"predictions": np.asarray(predictions).tolist()}, default=_default)
+        body = orjson.dumps({"predictions": np.asarray(predictions).tolist()}, default=_default)
+    if b"null" in body and _has_non_finite(predictions):
+        return _encode_with_literals(predictions)
+    return body
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether ``value`` (predictions of any shape) holds a NaN or an infinity."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "fc":
+            return not bool(np.isfinite(value).all())
+        return value.dtype.kind == "O" and any(map(_has_non_finite, value.ravel().tolist()))
+    if isinstance(value, (pd.Series, pd.Index)):
+        return _has_non_finite(value.to_numpy())
+    if isinstance(value, pd.DataFrame):
+        return any(_has_non_finite(value.iloc[:, i].to_numpy()) for i in range(value.shape[1]))
+    if isinstance(value, dict):
+        return any(map(_has_non_finite, value.values()))
+    if isinstance(value, (list, tuple)):
+        return any(map(_has_non_finite, value))
+    if isinstance(value, (float, np.floating)):
+        return not math.isfinite(value)
+    return False
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as Python lists, dicts and scalars (floats kept as floats, NaN included)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, pd.DataFrame):
+        columns = [_plain(value.iloc[:, i]) for i in range(value.shape[1])]
+        names = [str(name) for name in value.columns]
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    if isinstance(value, pd.Series):
+        if isinstance(value.dtype, np.dtype) and value.dtype.kind in "fc":
+            return value.tolist()
+        # a missing value in any other column (pandas' str NaN, NA, NaT) is null, as orjson writes it
+        return value.astype(object).where(value.notna(), None).tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _default_with_missing(obj: Any) -> Any:
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    return _default(obj)
+
+
+def _encode_with_literals(predictions: Any) -> bytes:
+    text = json.dumps({"predictions": _plain(predictions)}, default=_default_with_missing, allow_nan=True,
+                      ensure_ascii=False, separators=(",", ":"))
+    return text.encode()

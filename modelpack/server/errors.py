@@ -1,11 +1,14 @@
 """Exception -> HTTP status + JSON body, in one place.
 
 Statuses and error codes are the error classes' own (``modelpack/errors.py``, the one table);
-werkzeug's errors (unknown route, wrong method, the MAX_CONTENT_LENGTH backstop) become those
-classes here. Clients get ``{"error_code": ..., "message": ...}``. A 5xx message ends with an
-error id; the traceback and the error's ``detail`` (a model's own exception text) go to the
-server log only, under that id. An exception that is no ModelpackError is a bug in modelpack:
-500 ``INTERNAL_ERROR``, its type and an id, never a trace.
+werkzeug's errors (unknown route, wrong method, the MAX_CONTENT_LENGTH backstop) and gunicorn's
+errors reading a request body (a bad chunk size, a body cut short) become those classes here.
+Clients get ``{"error_code": ..., "message": ...}``. A 5xx message ends with an error id; the
+traceback and the error's ``detail`` (a model's own exception text) go to the server log only,
+under that id; a ``MODEL_ERROR`` message also says that retrying cannot help
+(:attr:`~modelpack.errors.PredictionError.advice`). An exception that is no ModelpackError is a
+bug in modelpack: 500 ``INTERNAL_ERROR``, its type and an id, never a trace. Messages quote client
+input only through ``modelpack.errors.quote``; :func:`error_body` caps every message as a backstop.
 """
 
 from __future__ import annotations
@@ -16,13 +19,22 @@ import uuid
 import orjson
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..errors import ModelpackError, PayloadTooLargeError, for_http_status
+from ..errors import (
+    MESSAGE_LIMIT,
+    MalformedRequestError,
+    ModelpackError,
+    PayloadTooLargeError,
+    PredictionError,
+    cap_message,
+    for_http_status,
+)
 
 logger = logging.getLogger("modelpack.server")
 
 
 def error_body(error_code: str, message: str) -> bytes:
-    return orjson.dumps({"error_code": error_code, "message": message})
+    """The JSON error body; ``message`` is cut at ``MESSAGE_LIMIT`` characters (see modelpack/errors.py)."""
+    return orjson.dumps({"error_code": error_code, "message": cap_message(message)})
 
 
 def payload_too_large(limit: int | None) -> PayloadTooLargeError:
@@ -38,7 +50,9 @@ def to_response(exc: BaseException) -> tuple[int, bytes]:
         return error.status, error_body(error.error_code, error.message)
     error_id = uuid.uuid4().hex[:12]
     logger.error("%s (error id %s): %s", error.error_code, error_id, error, exc_info=error.__cause__ or error)
-    message = f"{error.message}; details are in the server log under error id {error_id}"
+    advice = f"; {error.advice}" if isinstance(error, PredictionError) else ""
+    message = cap_message(error.message, MESSAGE_LIMIT // 2)  # the id must stay at the end, uncut
+    message = f"{message}{advice}; details are in the server log under error id {error_id}"
     return error.status, error_body(error.error_code, message)
 
 
@@ -49,6 +63,9 @@ def as_modelpack_error(exc: BaseException) -> ModelpackError:
     error: ModelpackError
     if isinstance(exc, RequestEntityTooLarge):  # MAX_CONTENT_LENGTH: the backstop behind the view's checks
         error = payload_too_large(None)
+    elif type(exc).__module__.startswith("gunicorn.http"):  # the body read: bad chunk size, cut short...
+        reason = cap_message(str(exc), 200)
+        error = MalformedRequestError(f"Request body cannot be read: {type(exc).__name__}: {reason}")
     elif isinstance(exc, HTTPException):
         error = for_http_status(exc.code or 500, exc.description or exc.name)
     else:
