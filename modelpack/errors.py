@@ -120,6 +120,34 @@ class MethodNotAllowedError(ModelpackError):
     exit_code = 2
 
 
+class RequestTimeoutError(InvalidInputError):
+    """The client did not send its whole request in time (HTTP only: the worker's read limits)."""
+
+    error_code = "REQUEST_TIMEOUT"
+    status = 408
+
+
+class HeadersTooLargeError(InvalidInputError):
+    """The request line and headers are over the server's limit (HTTP only)."""
+
+    error_code = "HEADERS_TOO_LARGE"
+    status = 431
+
+
+class ServerBusyError(ModelpackError):
+    """The server is receiving too many large requests at once; retrying later can succeed (HTTP only)."""
+
+    error_code = "SERVER_BUSY"
+    status = 503
+
+
+class PredictionTimeoutError(ModelpackError):
+    """A prediction ran past the server's ``--timeout``; the worker that ran it is replaced (HTTP only)."""
+
+    error_code = "PREDICTION_TIMEOUT"
+    status = 504
+
+
 class ModelLoadError(ModelpackError):
     """A model directory is missing, unreadable or names an unknown flavor."""
 
@@ -177,12 +205,14 @@ def for_http_status(status: int, message: str) -> ModelpackError:
 
 #: The classes whose ``status`` stands for that HTTP status when werkzeug raised it.
 _HTTP_ERRORS = (InvalidInputError, EndpointNotFoundError, MethodNotAllowedError, PayloadTooLargeError,
-                UnsupportedMediaTypeError)
+                UnsupportedMediaTypeError, RequestTimeoutError, HeadersTooLargeError, ServerBusyError,
+                PredictionTimeoutError)
 
 __all__ = [
     "EndpointNotFoundError",
     "EnvironmentBuildError",
     "FlavorError",
+    "HeadersTooLargeError",
     "InvalidInputError",
     "MalformedRequestError",
     "MethodNotAllowedError",
@@ -191,6 +221,9 @@ __all__ = [
     "ModelpackError",
     "PayloadTooLargeError",
     "PredictionError",
+    "PredictionTimeoutError",
+    "RequestTimeoutError",
+    "ServerBusyError",
     "UnsupportedMediaTypeError",
     "cap_message",
     "for_http_status",

@@ -442,8 +442,6 @@ def test_served_predictions_equal_in_process(tmp_path, serve, diabetes, nets, ml
     assert bad.status_code == 400, bad.text
 
 
-@pytest.mark.xfail(strict=True, reason="modelpack/server/encode.py: orjson refuses the DataFrame's int column "
-                                       "labels and falls back to lists; MLflow answers records like {'0': 1.5}")
 def test_served_dataframe_predictions_are_records_as_mlflow(tmp_path, serve, diabetes, local_mlp):
     X = diabetes[0]
     pt_flavor.save_model(local_mlp, tmp_path / "m", input_example=X.head(3))
@@ -490,9 +488,6 @@ print(mlflow.__version__)
 '''
 #: MLflow's directory -> whether its example was an array (tensor signature) rather than a DataFrame
 MLFLOW_DIRS = {"default": True, "pickle_array": True, "pickle": False, "torchscript": False}
-#: MLflow names a DataFrame output's columns with ints (``name: 0``), which modelpack's signature parser refuses
-INT_OUTPUT_NAME = pytest.mark.xfail(strict=True, raises=modelpack.ModelpackError,
-                                    reason="modelpack/signature.py: ColSpec refuses MLflow's int output name 0")
 
 
 @pytest.fixture(scope="module")
@@ -515,8 +510,7 @@ def mlflow_dirs(mlflow_py, tmp_path_factory, diabetes) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["default", "pickle_array", pytest.param("pickle", marks=INT_OUTPUT_NAME),
-                                  pytest.param("torchscript", marks=INT_OUTPUT_NAME)])
+@pytest.mark.parametrize("name", ["default", "pickle_array", "pickle", "torchscript"])  # MLflow's output name 0
 def test_modelpack_loads_and_serves_mlflow_dirs(mlflow_py, mlflow_dirs, serve, diabetes, tmp_path, name):
     from mlflow_interop import mlflow_predict, split_body
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..example import _default
 
-_OPTS = orjson.OPT_SERIALIZE_NUMPY
+_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS  # {0: p}: {"0": p}, as MLflow writes it
 
 
 def _jsonable(predictions: Any) -> Any:
