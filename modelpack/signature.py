@@ -76,7 +76,7 @@ class ColSpec:
         required = d.get("required", True)
         if not isinstance(required, bool):
             raise InvalidInputError(f"A column spec's 'required' must be true or false, got {required!r}")
-        name = d.get("name")
+        name: Any = d.get("name")
         if isinstance(name, int) and not isinstance(name, bool):
             name = str(name)  # MLflow writes the output column of an unnamed frame as "name": 0
         return cls(d["type"], name, required)

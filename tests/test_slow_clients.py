@@ -211,3 +211,20 @@ def test_many_pipelined_requests_are_answered_in_order(server):
         assert _read_response(sock)[:1] == (200,)
     assert b"version" in _read_response(sock)[2]
     sock.close()
+
+
+def test_a_long_prediction_holds_only_its_own_worker(serve, sleepy_model_dir):
+    """While one worker predicts for seconds, the other answers /ping and predictions at once."""
+    server = serve(sleepy_model_dir, "-w", "2", "--timeout", "30")
+    slow = threading.Thread(target=server.post, args=(json.dumps({"dataframe_split": {"columns": ["seconds"],
+                                                                                      "data": [[4]]}}),))
+    slow.start()
+    time.sleep(0.5)  # the slow request is being predicted
+    try:
+        for _ in range(10):
+            started = time.monotonic()
+            assert requests.get(f"{server.url}/ping", timeout=3).status_code == 200
+            quick = server.post(json.dumps({"dataframe_split": {"columns": ["seconds"], "data": [[0]]}}))
+            assert quick.status_code == 200 and time.monotonic() - started < 1.5
+    finally:
+        slow.join()
