@@ -108,9 +108,9 @@ def load_model(model_uri: str | os.PathLike[str], *, trusted_loader_modules: Ite
     A ``loader_module`` that no registered flavor provides (a third-party MLflow flavor, say) is imported only
     when it, or a package holding it, is in ``trusted_loader_modules`` or MODELPACK_TRUSTED_LOADER_MODULES.
     Loading a pickle runs code whatever the loader: see docs/trust.md."""
-    model_dir = Path(model_uri).expanduser()
-    if str(model_uri).startswith("file://"):
-        model_dir = Path(str(model_uri)[len("file://"):])
+    from .model_uri import resolve_model_uri
+
+    model_dir = resolve_model_uri(model_uri)
     return load_pyfunc_from(model_dir, ModelDescriptor.read(model_dir), trusted_loader_modules)
 
 

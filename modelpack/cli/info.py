@@ -8,20 +8,24 @@ from typing import Any
 
 import click
 
-from .options import model_option
+from .options import MODEL_URI_META, model_option
 
 
-@click.command(help="Show what a model directory holds: flavors, signature, requirements, files.")
+@click.command(help="Show what a model holds (a directory or any model URI): flavors, signature, requirements, files.")
 @model_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(model_uri: str, as_json: bool) -> None:
     from ..summary import describe
 
     summary = describe(Path(model_uri).expanduser().absolute())
+    given = click.get_current_context().meta.get(MODEL_URI_META, "")
+    if given.startswith(("runs:", "models:", "file:")):  # a URI, not a path: say which directory it named
+        summary["uri"] = given
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
     lines = [
+        *([f"URI:           {summary['uri']}"] if "uri" in summary else []),
         f"Model:         {summary['path']}",
         f"Flavor:        {summary['flavor']} (loader {summary['loader_module']})",
         f"Python:        {summary['python_version']}",

@@ -26,18 +26,24 @@ COMMANDS = {
     "build-docker": "modelpack.cli.docker:build_docker",
     "prepare-env": "modelpack.cli.prepare_env:prepare_env",
     "env": "modelpack.cli.env:env",
+    "runs": "modelpack.cli.runs:runs",
+    "experiments": "modelpack.cli.runs:experiments",
+    "models": "modelpack.cli.models:models",
 }
 
 #: One-line help shown by ``modelpack --help`` without importing the command modules.
 SHORT_HELP = {
     "serve": "Serve a model over HTTP (POST /invocations).",
     "predict": "Score a JSON or CSV file with a model, without a server.",
-    "info": "Show what a model directory holds.",
+    "info": "Show what a model holds (a directory or a runs:/ or models:/ URI).",
     "validate": "Check a request body against a model's signature, without a server.",
     "generate-dockerfile": "Write a container build context (Dockerfile + model) for a model.",
     "build-docker": "Build a container image for a model (docker, podman or buildah).",
     "prepare-env": "Build a model's environment ahead of time (cached).",
     "env": "List, remove or prune the cached model environments.",
+    "runs": "List and show tracked runs: params, metrics, tags, logged models.",
+    "experiments": "List the experiments of the tracking store.",
+    "models": "The Model Registry: list, show, register, alias, delete-alias.",
 }
 
 

@@ -7,10 +7,25 @@ from pathlib import Path
 import click
 
 ENV_MANAGERS = ("virtualenv", "uv", "local")
+#: Where ``-m``'s value as given is kept (the command receives the directory it resolves to).
+MODEL_URI_META = "modelpack.model_uri"
+
+
+def _resolve_model_uri(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The model directory a ``-m`` value names: every command that takes a model accepts every model URI
+    (the URI as given stays in ``ctx.meta[MODEL_URI_META]``)."""
+    if value is None:
+        return None
+    from ..model_uri import resolve_model_uri
+
+    ctx.meta[MODEL_URI_META] = value
+    return str(resolve_model_uri(value))
+
 
 model_option = click.option(
-    "-m", "--model-uri", "model_uri", required=True, metavar="PATH",
-    help="Path of the model directory (the folder holding MLmodel).",
+    "-m", "--model-uri", "model_uri", required=True, metavar="URI", callback=_resolve_model_uri,
+    help="The model: its directory (the folder holding MLmodel) or file:// URI, runs:/<run_id>/<path>, "
+         "models:/<name>/<version>, models:/<name>/latest or models:/<name>@<alias>.",
 )
 
 env_manager_option = click.option(

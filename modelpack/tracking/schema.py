@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -85,9 +87,11 @@ metrics = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
     Column("key", String(NAME_LENGTH), nullable=False),
-    Column("value", Float(precision=53), nullable=False),  # NaN and +-inf kept (is_nan not needed)
+    Column("value", Float(precision=53), nullable=False),  # +-inf kept; NaN is stored as 0 with is_nan
     Column("timestamp", BigInteger, nullable=False),
     Column("step", BigInteger, nullable=False, server_default="0"),
+    # SQLite stores a NaN REAL as NULL, so NaN (a diverged loss is worth logging) is a flag, in every database.
+    Column("is_nan", Boolean, nullable=False, server_default=false()),
     Index("ix_metrics_run_key_step", "run_id", "key", "step"),
 )
 
@@ -101,6 +105,7 @@ latest_metrics = Table(
     Column("value", Float(precision=53), nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("step", BigInteger, nullable=False),
+    Column("is_nan", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("run_id", "key"),
 )
 

@@ -7,7 +7,7 @@
 - any SQLAlchemy URL (``sqlite:///path/to.db``, ``postgresql+psycopg://user@host/db``): that database, artifacts
   under ``MODELPACK_ARTIFACT_ROOT``, or for SQLite the ``artifacts`` directory next to the database file.
 
-The schema is brought to this version's head when the store is opened (migrations.py). Writers use
+The schema is brought to this version's head when the store is opened (migrations/). Writers use
 ``with store.transaction() as conn:``; every write of one call (a metric and its latest value, a version and
 its number) is one transaction.
 """
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import TrackingError
+from .uri import get_tracking_uri, resolve
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-DEFAULT_TRACKING_DIR = "mlruns"
-DB_FILE = "modelpack.db"
-ARTIFACTS_DIR = "artifacts"
 
 _stores: dict[str, Store] = {}
 _lock = threading.Lock()
@@ -50,8 +50,6 @@ class Store:
     @classmethod
     def open(cls, uri: str | os.PathLike[str] | None = None) -> Store:
         """The store at ``uri`` (default: the tracking URI in effect), opened once per process and URI."""
-        from .uri import get_tracking_uri
-
         key = str(uri) if uri is not None else get_tracking_uri()
         with _lock:
             store = _stores.get(key)
@@ -61,8 +59,6 @@ class Store:
 
     @classmethod
     def _connect(cls, uri: str) -> Store:
-        from .uri import resolve
-
         url, artifact_root = resolve(uri)
         engine = _create_engine(url)
         from .migrations import upgrade
@@ -84,8 +80,11 @@ class Store:
 
 
 def _create_engine(url: str) -> Engine:
-    from sqlalchemy import create_engine, event
-
+    try:
+        from sqlalchemy import create_engine, event
+    except ImportError as exc:
+        raise TrackingError("Tracking needs SQLAlchemy and Alembic, which are not installed: "
+                            "pip install 'modelpack[tracking]'") from exc
     if url.startswith("sqlite"):
         # WAL: readers never block the writer; busy_timeout: concurrent writers wait instead of failing.
         engine = create_engine(url, connect_args={"timeout": 60})
@@ -93,14 +92,41 @@ def _create_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA busy_timeout=60000")  # first: switching to WAL may wait for a lock
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")  # in WAL: durable across a crash of the process
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=60000")
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ImportError as exc:  # the URL's driver (psycopg for postgresql+psycopg://)
+        hint = " (pip install 'modelpack[postgres]')" if url.startswith("postgres") else ""
+        raise TrackingError(f"The database driver of tracking URI {_safe(url)} is not installed{hint}",
+                            str(exc)) from exc
+    except Exception as exc:  # a malformed URL or an unknown dialect
+        raise TrackingError(f"Tracking URI {_safe(url)} is not a usable SQLAlchemy URL", str(exc)) from exc
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return repr(make_url(url).render_as_string(hide_password=True))
+    except Exception:
+        return "(unparsable URL)"
+
+
+def _after_fork_in_child() -> None:
+    # A forked child must not use the parent's pooled connections (SQLAlchemy's advice): new ones per process.
+    for store in list(_stores.values()):
+        store.engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _forget_stores() -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .store import ARTIFACTS_DIR, DB_FILE, DEFAULT_TRACKING_DIR
+#: The tracking directory when nothing names one; in it, the SQLite database and the artifact root.
+DEFAULT_TRACKING_DIR = "mlruns"
+DB_FILE = "modelpack.db"
+ARTIFACTS_DIR = "artifacts"
 
 _tracking_uri: str | None = None
 

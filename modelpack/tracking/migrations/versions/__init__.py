@@ -1,0 +1,1 @@
+"""The schema's revisions, oldest first (``vNNNN_*.py``; Alembic loads them by path, never imports this package)."""
