@@ -29,6 +29,7 @@ COMMANDS = {
     "runs": "modelpack.cli.runs:runs",
     "experiments": "modelpack.cli.runs:experiments",
     "models": "modelpack.cli.models:models",
+    "run": "modelpack.cli.run:run",
 }
 
 #: One-line help shown by ``modelpack --help`` without importing the command modules.
@@ -44,6 +45,7 @@ SHORT_HELP = {
     "runs": "List and show tracked runs: params, metrics, tags, logged models.",
     "experiments": "List the experiments of the tracking store.",
     "models": "The Model Registry: list, show, register, alias, delete-alias.",
+    "run": "Run a project's entry point in its environment as a tracked run (MLproject, git --version).",
 }
 
 

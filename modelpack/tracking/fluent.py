@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 #: Tag naming the parent of a nested run.
 PARENT_RUN_TAG = "modelpack.parentRunId"
+#: A run for this process to log to, set by ``modelpack run`` for the command it starts: the first ``start_run``
+#: without a run id (or ``log_*`` call without an active run) resumes it, and takes it out of the environment.
+RUN_ID_ENV = "MODELPACK_RUN_ID"
 
 _active: list[ActiveRun] = []
 _lock = threading.RLock()
@@ -124,13 +127,16 @@ def start_run(run_name: str | None = None, experiment: str | None = None, nested
 
     ``experiment`` names the experiment (default: ``set_experiment``'s, else ``MODELPACK_EXPERIMENT_NAME``,
     else ``Default``). While a run is active, another needs ``nested=True`` (it records its parent in the tag
-    ``modelpack.parentRunId``).
+    ``modelpack.parentRunId``). Without ``run_id`` and an active run, the run that ``MODELPACK_RUN_ID`` names
+    (``modelpack run`` sets it for the command it starts) is resumed.
     """
     with _lock:
         if _active and not nested:
             raise RunStateError(
                 f"Run {_active[-1].info.run_id} is already active; end it first (end_run() or leave its "
                 "'with' block), or start this one as a child run with start_run(..., nested=True)")
+        if run_id is None and not _active:
+            run_id = os.environ.pop(RUN_ID_ENV, "") or None  # handed over by `modelpack run`
         store = Store.open()
         from . import experiments, runs
 
