@@ -38,8 +38,16 @@ _WAIT_NOTICE_EVERY = 30.0
 def ensure_environment(model_dir: Path, manager_name: str, python: str | None = None,
                        progress: Progress | None = None, cache: Cache | None = None) -> Environment:
     """The cached environment for ``model_dir`` (built now if missing) and record its use."""
+    return ensure_recorded_environment(RecordedEnv.from_model(model_dir), manager_name, python, progress, cache,
+                                       used_by=Path(model_dir).absolute())
+
+
+def ensure_recorded_environment(recorded: RecordedEnv, manager_name: str, python: str | None = None,
+                                progress: Progress | None = None, cache: Cache | None = None,
+                                used_by: Path | None = None) -> Environment:
+    """The cached environment of ``recorded`` (a model's or a project's), built now if missing, under the
+    cache's lock; its use by ``used_by`` (default: ``recorded.model_dir``) is recorded."""
     progress = progress or (lambda line: logger.info("  %s", line))
-    recorded = RecordedEnv.from_model(model_dir)
     interpreter = find_python(recorded.python, python)
     key = recorded.key(interpreter.version, manager_name)
     cache = cache or Cache()
@@ -62,7 +70,7 @@ def ensure_environment(model_dir: Path, manager_name: str, python: str | None = 
             else:
                 cache.discard_partial(key)
                 env = _Build(cache, key, recorded, interpreter, manager, progress).run()
-    env.record_use(Path(model_dir).absolute())
+    env.record_use(used_by or recorded.model_dir)
     return env
 
 

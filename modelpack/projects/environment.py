@@ -204,39 +204,10 @@ def _with_requirements(recorded: RecordedEnv, lines: list[str]) -> RecordedEnv:
 
 def ensure_environment(recorded: RecordedEnv, manager_name: str, python: str | None = None,
                        progress: Progress | None = None) -> Environment:
-    """The cached environment of ``recorded`` (built now when missing): the steps of
-    :func:`modelpack.env.build.ensure_environment`, for an environment read from a project's file instead of a
-    model directory."""
-    from ..env.build import _WAIT_NOTICE_EVERY, _Build
-    from ..env.cache import Cache
-    from ..env.managers import get_manager
-    from ..env.python import find_python
+    """The cached environment of ``recorded`` (built now when missing), by the code that builds models'."""
+    from ..env.build import ensure_recorded_environment
 
-    report: Progress = progress or (lambda line: logger.info("  %s", line))
-    interpreter = find_python(recorded.python, python)
-    key = recorded.key(interpreter.version, manager_name)
-    cache = Cache()
-    env = cache.get(key)
-    if env is not None:
-        logger.info("Using cached environment %s (Python %s, %s)", key, interpreter.version, manager_name)
-    else:
-        manager = get_manager(manager_name)
-        notices: list[float] = []
-
-        def waiting(seconds: float) -> None:
-            if not notices or seconds - notices[-1] >= _WAIT_NOTICE_EVERY:
-                notices.append(seconds)
-                report(f"Waiting for another process that is building environment {key} ({seconds:.0f}s)")
-
-        with cache.lock(key, on_wait=waiting):
-            env = cache.get(key)
-            if env is not None:
-                logger.info("Using environment %s, just built by another process", key)
-            else:
-                cache.discard_partial(key)
-                env = _Build(cache, key, recorded, interpreter, manager, report).run()
-    env.record_use(recorded.model_dir)
-    return env
+    return ensure_recorded_environment(recorded, manager_name, python, progress)
 
 
 __all__ = ["ENV_MANAGERS", "CommandEnvironment", "default_manager", "ensure_environment", "prepare",
