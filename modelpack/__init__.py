@@ -29,6 +29,18 @@ _LAZY = {
         "log_artifacts", "log_model", "search_runs", "get_run")},
     # model registry
     **{name: "modelpack.registry" for name in ("register_model", "set_alias", "delete_alias", "get_model_version")},
+    # autolog (docs/autolog.md)
+    "autolog": "modelpack.autolog",
+    # Spark (docs/spark.md); pyspark is imported only when it is called
+    "spark_udf": "modelpack.spark",
+}
+
+#: Public names that are modules, imported on first use: ``modelpack.sklearn.autolog()`` and the others.
+_LAZY_MODULES = {
+    "sklearn": "modelpack.autolog.sklearn",
+    "xgboost": "modelpack.autolog.xgboost",
+    "lightgbm": "modelpack.autolog.lightgbm",
+    "projects": "modelpack.projects",  # modelpack.projects.run(...) (docs/projects.md)
 }
 
 __all__ = [
@@ -40,13 +52,24 @@ __all__ = [
     "PythonModel",
     "PythonModelContext",
     "__version__",
+    "autolog",
     "get_model_dependencies",
     "infer_signature",
+    "lightgbm",
     "load_model",
+    "projects",
     "save_model",
+    "sklearn",
+    "spark_udf",
+    "xgboost",
 ]
 
 if TYPE_CHECKING:
+    from . import projects as projects
+    from .autolog import autolog
+    from .autolog import lightgbm as lightgbm
+    from .autolog import sklearn as sklearn
+    from .autolog import xgboost as xgboost
     from .descriptor import ModelDescriptor
     from .errors import ModelpackError
     from .pyfunc import PyFuncModel, load_model
@@ -54,9 +77,19 @@ if TYPE_CHECKING:
     from .save import save_model
     from .signature import ModelSignature
     from .signature_inference import infer_signature
+    from .spark import spark_udf
 
 
 def __getattr__(name: str) -> Any:
+    submodule = _LAZY_MODULES.get(name)
+    if submodule is not None:
+        loaded = importlib.import_module(submodule)
+        globals()[name] = loaded
+        if submodule.startswith("modelpack.autolog."):
+            package = importlib.import_module("modelpack.autolog")
+            if globals().get("autolog") is package:  # importing the package named it here: the function it is
+                globals()["autolog"] = package.autolog
+        return loaded
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'modelpack' has no attribute '{name}'")

@@ -99,8 +99,12 @@ def test_help_and_usage_errors():
 
 
 def test_imports_stay_light():
+    # Autolog too: its public names are modules imported on first use, and enabling it imports no library
+    # (each is patched when the script imports it; tests/test_autolog.py).
     code = ("import sys, modelpack; from modelpack.cli.main import cli; "
-            "heavy = {'pandas', 'numpy', 'flask', 'gunicorn', 'sklearn', 'cloudpickle'} & set(sys.modules); "
-            "print(sorted(heavy))")
+            "modelpack.sklearn, modelpack.xgboost, modelpack.lightgbm; modelpack.autolog(); "
+            "modelpack.autolog(disable=True); "
+            "heavy = {'pandas', 'numpy', 'flask', 'gunicorn', 'sklearn', 'cloudpickle', 'xgboost', 'lightgbm'}; "
+            "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
