@@ -83,9 +83,19 @@ class InvalidInputError(ModelpackError):
 
 
 class MalformedRequestError(InvalidInputError):
-    """The request body cannot be parsed at all (bad JSON, bad CSV)."""
+    """The request body cannot be parsed at all (bad JSON, bad CSV, bad Parquet, broken framing).
 
-    error_code = "MALFORMED_REQUEST"
+    Its code is MLflow's for the same case, ``BAD_REQUEST``, so a client written for MLflow's scoring
+    server reads it unchanged; the class stays apart for Python callers."""
+
+
+class InputMismatchError(InvalidInputError):
+    """The input was read but does not fit the model: its signature (a missing column, a type that cannot be
+    cast, a missing value in a required column, a parameter of the wrong type) or a flavor's own input checks.
+
+    ``INVALID_PARAMETER_VALUE`` is the code MLflow's scoring server gives a schema enforcement failure."""
+
+    error_code = "INVALID_PARAMETER_VALUE"
 
 
 class UnsupportedMediaTypeError(ModelpackError):
@@ -213,6 +223,7 @@ __all__ = [
     "EnvironmentBuildError",
     "FlavorError",
     "HeadersTooLargeError",
+    "InputMismatchError",
     "InvalidInputError",
     "MalformedRequestError",
     "MethodNotAllowedError",

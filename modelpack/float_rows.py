@@ -67,7 +67,9 @@ def _block(flat: Any, count: int, columns: list) -> FloatRows | None:
     width = len(columns)
     try:
         values = np.fromiter(flat, np.float64, count=count * width)
-    except (TypeError, ValueError, KeyError):  # a row that is not a list, a nested list, a missing key
+    except (TypeError, ValueError, KeyError, OverflowError):
+        # a row that is not a list, a nested list, a missing key; an integer past a double (10**400, which
+        # Python's json reads exactly: the checked path refuses it by name)
         return None
     if not math.isfinite(values.sum()):  # a NaN or an infinity (or a sum past 1.8e308: the checked path, too)
         return None

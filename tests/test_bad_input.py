@@ -37,6 +37,11 @@ def expected(elasticnet) -> float:
     return float(elasticnet.predict(pd.DataFrame([ROW], columns=COLUMNS))[0])
 
 
+#: The code of a 400 for input read but refused by the model's signature (MLflow's for a failed schema enforcement);
+#: a body that cannot be read, or is in the wrong shape, is BAD_REQUEST.
+MISMATCH = "INVALID_PARAMETER_VALUE"
+
+
 def error(resp: requests.Response, status: int = 400, code: str = "BAD_REQUEST") -> str:
     assert resp.status_code == status, resp.text
     body = resp.json()
@@ -124,14 +129,14 @@ def test_csv_with_a_quoted_field_holding_a_comma_still_scores(diabetes_server, e
     assert "CSV row 0 has 11 fields" in error(diabetes_server.post(wrong, "text/csv"))
 
 
-@pytest.mark.parametrize("body", [
-    {"instances": [[True, *ROW[1:]]]},
-    {"instances": [list(ROW), [*ROW[:5], False, *ROW[6:]]]},
-    {"inputs": {**{c: [v] for c, v in zip(COLUMNS, ROW, strict=True)}, "bmi": [True]}},
-    {"inputs": {**{c: [v, v] for c, v in zip(COLUMNS, ROW, strict=True)}, "bmi": [0.5, True]}},
+@pytest.mark.parametrize("body, code", [
+    ({"instances": [[True, *ROW[1:]]]}, "BAD_REQUEST"),
+    ({"instances": [list(ROW), [*ROW[:5], False, *ROW[6:]]]}, "BAD_REQUEST"),
+    ({"inputs": {**{c: [v] for c, v in zip(COLUMNS, ROW, strict=True)}, "bmi": [True]}}, MISMATCH),  # the column
+    ({"inputs": {**{c: [v, v] for c, v in zip(COLUMNS, ROW, strict=True)}, "bmi": [0.5, True]}}, "BAD_REQUEST"),
 ])
-def test_a_boolean_among_numbers_is_not_a_number(diabetes_server, body):
-    message = error(diabetes_server.post(orjson.dumps(body)))
+def test_a_boolean_among_numbers_is_not_a_number(diabetes_server, body, code):
+    message = error(diabetes_server.post(orjson.dumps(body)), code=code)
     assert "true" in message or "false" in message or "received bool" in message
     assert "a boolean is not a number" in message or "booleans and numbers do not convert" in message
 
@@ -148,7 +153,7 @@ def test_a_boolean_among_numbers_is_not_a_number(diabetes_server, body):
     lambda rows: {"inputs": {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)}},
 ], ids=["split", "bare split", "records", "instances", "instances records", "inputs", "inputs columns"])
 def test_null_in_a_required_double_column(diabetes_server, make):
-    message = error(diabetes_server.post(orjson.dumps(make(rows_with(None)))))
+    message = error(diabetes_server.post(orjson.dumps(make(rows_with(None)))), code=MISMATCH)
     assert message.startswith(f"Required column 'bmi' (double) has no value at row 2; {MISSING}")
 
 
@@ -164,23 +169,27 @@ def test_null_in_a_required_double_column(diabetes_server, make):
 def test_missing_and_non_finite_csv_fields(diabetes_server, field, message):
     rows = rows_with("FIELD")
     body = HEADER + "\n" + "\n".join(",".join(map(str, r)) for r in rows).replace("FIELD", field) + "\n"
-    assert error(diabetes_server.post(body, "text/csv")).startswith(message)
+    assert error(diabetes_server.post(body, "text/csv"), code=MISMATCH).startswith(message)
 
 
-@pytest.mark.parametrize("body", [
-    b'{"dataframe_split": {"columns": ["age"], "data": [[NaN]]}}',
-    b'{"dataframe_split": {"columns": ["age"], "data": [[1e400]]}}',
-    b'{"dataframe_split": {"columns": ["age"], "data": [[Infinity]]}}',
+@pytest.mark.parametrize("literal, message", [
+    ("NaN", f"Required column 'bmi' (double) has no value at row 2; {MISSING}"),
+    ("Infinity", "Column 'bmi' holds inf at row 2; expected a finite double"),
+    ("-Infinity", "Column 'bmi' holds -inf at row 2; expected a finite double"),
+    ("1e400", "Column 'bmi' holds inf at row 2; expected a finite double"),
 ])
-def test_non_finite_json_numbers_are_400(diabetes_server, body):
-    resp = diabetes_server.post(body)
-    assert resp.status_code == 400, resp.text  # refused as JSON, or by the column, never scored or a 500
+def test_non_finite_json_numbers_meet_the_signature(diabetes_server, literal, message):
+    """JSON's NaN, Infinity (what Python's json.dumps writes) and 1e400 are read, as MLflow reads them; then a
+    required double column refuses them by name, never scored or a 500."""
+    body = orjson.dumps({"dataframe_split": {"columns": COLUMNS, "data": rows_with("FIELD")}})
+    body = body.replace(b'"FIELD"', literal.encode())
+    assert error(diabetes_server.post(body), code=MISMATCH).startswith(message)
 
 
 def test_a_record_without_a_key_names_the_column_and_row(diabetes_server):
     records = [dict(zip(COLUMNS, ROW, strict=True)) for _ in range(3)]
     del records[1]["s6"]
-    message = error(diabetes_server.post(orjson.dumps({"dataframe_records": records})))
+    message = error(diabetes_server.post(orjson.dumps({"dataframe_records": records})), code=MISMATCH)
     assert message.startswith("Required column 's6' (double) has no value at row 1;")
 
 
@@ -297,7 +306,7 @@ def test_optional_column_inferred_from_the_example_takes_missing_values(picky_se
     assert ok.text == '{"predictions":[NaN,3.5]}'  # the NaN the model returned, as MLflow writes it
     left_out = picky_server.post(b'{"dataframe_records": [{"x": 1.0}]}')
     assert left_out.text == '{"predictions":[NaN]}'
-    assert error(picky_server.post(b"x,y\n,1\n", "text/csv")).startswith(
+    assert error(picky_server.post(b"x,y\n,1\n", "text/csv"), code=MISMATCH).startswith(
         "Required column 'x' (double) has no value at row 0;")
 
 
@@ -361,19 +370,22 @@ def test_non_finite_predictions_round_trip(non_finite_server, kind, text):
 HUGE = "x" * 1_000_000
 
 
-@pytest.mark.parametrize("body, content_type", [
-    (orjson.dumps({"dataframe_split": {"columns": [HUGE], "data": [[1.0]]}}), "application/json"),
-    (orjson.dumps({HUGE: 1}), "application/json"),
-    (orjson.dumps({"dataframe_split": {"columns": COLUMNS, "data": [ROW]}, "params": {HUGE: 1}}), "application/json"),
-    (orjson.dumps({"dataframe_records": [{HUGE: 1.0}]}), "application/json"),
-    (orjson.dumps({"dataframe_split": {"columns": [HUGE, HUGE], "data": [[1.0, 2.0]]}}), "application/json"),
-    ((HUGE + "\n1\n").encode(), "text/csv"),
-    ((HEADER + "\n" + CSV_ROW.replace("0.061696", HUGE) + "\n").encode(), "text/csv"),
-    (orjson.dumps({"dataframe_split": {"columns": COLUMNS, "data": [[HUGE, *ROW[1:]]]}}), "application/json"),
+@pytest.mark.parametrize("body, content_type, code", [
+    (orjson.dumps({"dataframe_split": {"columns": [HUGE], "data": [[1.0]]}}), "application/json", MISMATCH),
+    (orjson.dumps({HUGE: 1}), "application/json", "BAD_REQUEST"),
+    (orjson.dumps({"dataframe_split": {"columns": COLUMNS, "data": [ROW]}, "params": {HUGE: [[1]]}}),
+     "application/json", "BAD_REQUEST"),
+    (orjson.dumps({"dataframe_records": [{HUGE: 1.0}]}), "application/json", MISMATCH),
+    (orjson.dumps({"dataframe_split": {"columns": [HUGE, HUGE], "data": [[1.0, 2.0]]}}), "application/json",
+     "BAD_REQUEST"),
+    ((HUGE + "\n1\n").encode(), "text/csv", MISMATCH),
+    ((HEADER + "\n" + CSV_ROW.replace("0.061696", HUGE) + "\n").encode(), "text/csv", MISMATCH),
+    (orjson.dumps({"dataframe_split": {"columns": COLUMNS, "data": [[HUGE, *ROW[1:]]]}}), "application/json",
+     MISMATCH),
 ])
-def test_error_bodies_do_not_echo_a_megabyte(diabetes_server, body, content_type):
+def test_error_bodies_do_not_echo_a_megabyte(diabetes_server, body, content_type, code):
     resp = diabetes_server.post(body, content_type)
-    message = error(resp)
+    message = error(resp, code=code)
     assert len(resp.content) < 2500, message[:300]
     assert "xxxxxxxx" not in message or "characters)" in message
 
@@ -398,7 +410,8 @@ def test_the_server_still_answers_after_all_that(diabetes_server, expected):
 
 @pytest.mark.parametrize("predictions, text", [
     (np.array([1.0, np.nan]), '{"predictions":[1.0,NaN]}'),
-    (pd.Series([np.inf, 2.0]), '{"predictions":[Infinity,2.0]}'),
+    (pd.Series([np.inf, 2.0]), '{"predictions":[{"0":Infinity},{"0":2.0}]}'),  # a Series: MLflow's records
+    (pd.Series([np.nan, 2.0], name="p"), '{"predictions":[{"p":NaN},{"p":2.0}]}'),
     (np.array([None, 1.0], dtype=object), '{"predictions":[null,1.0]}'),  # None stays null: a missing value
     (np.array([[1.0, -np.inf]], dtype=np.float32), '{"predictions":[[1.0,-Infinity]]}'),
     ([1.0, float("nan"), None], '{"predictions":[1.0,NaN,null]}'),

@@ -243,7 +243,7 @@ def test_modelpack_serves_mlflow_directory(serve, mlflow_dirs, data, name):
     expected = load_predictions(mlflow_dirs / f"{name}.npz")["prediction"]
     response = serve(mlflow_dirs / name, "-w", "1").post(split_body(_rows(data, CASES[name])))
     assert response.status_code == 200, response.text
-    _assert_equal(response.json()["predictions"], expected)
+    _assert_equal(_served_values(response.json()["predictions"], CASES[name].flavor), expected)
 
 
 # modelpack -> MLflow (the MLflow virtualenv has no modelpack: PRELUDE checks it)
@@ -268,14 +268,18 @@ def test_mlflow_serves_modelpack_directory(mlflow_py, modelpack_dirs, data, tmp_
     finally:
         server.stop()
     assert response.status_code == 200, response.text
-    served = response.json()["predictions"]
-    # statsmodels predicts a pandas Series: MLflow's scoring server writes it as the records of a one-column frame,
-    # [{"0": value}, ...], where modelpack's server writes a plain list (the values are the same)
-    assert isinstance(served[0], dict) == (CASES[name].flavor == "statsmodels")
-    if isinstance(served[0], dict):
-        assert {tuple(record) for record in served} == {("0",)}
-        served = [record["0"] for record in served]
-    _assert_equal(served, modelpack_dirs.predictions[name])
+    _assert_equal(_served_values(response.json()["predictions"], CASES[name].flavor), modelpack_dirs.predictions[name])
+
+
+def _served_values(served: list, flavor: str) -> list:
+    """The values of a served prediction. statsmodels predicts a pandas Series, which both servers write as the
+    records of a one-column frame named by the Series, ``[{"0": value}, ...]`` for an unnamed one; the other
+    flavors predict arrays, written as lists."""
+    assert isinstance(served[0], dict) == (flavor == "statsmodels")
+    if flavor != "statsmodels":
+        return served
+    assert {tuple(record) for record in served} == {("0",)}
+    return [record["0"] for record in served]
 
 
 def test_statsmodels_pickle_needing_pyarrow(mlflow_dirs, data):
@@ -289,4 +293,7 @@ def test_statsmodels_pickle_needing_pyarrow(mlflow_dirs, data):
             modelpack.load_model(model_dir)
     else:
         expected = load_predictions(mlflow_dirs / "statsmodels-pyarrow.npz")["prediction"]
-        _assert_equal(modelpack.load_model(model_dir).predict(_rows(data, PYARROW_CASE)), expected)
+        got = modelpack.load_model(model_dir).predict(_rows(data, PYARROW_CASE))
+        # not exactly: with pyarrow here (it is in the test extra), even statsmodels' own predict on this pickle
+        # differs from the MLflow side's in the last bit of some rows (5.7e-14 on values near 200)
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-13, atol=0)

@@ -9,6 +9,7 @@ from flask import Flask, Response, request
 
 from .. import __version__
 from ..config import ServeConfig
+from ..errors import InputMismatchError, InvalidInputError
 from .decode import RequestDecoder
 from .encode import encode_predictions
 from .errors import payload_too_large, to_response
@@ -22,13 +23,13 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
     """A Flask app scoring ``model`` (a loaded :class:`~modelpack.pyfunc.PyFuncModel`)."""
     app = Flask("modelpack.server")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    version = b'{"version":"%s"}' % __version__.encode()
+    version = __version__.encode()
     metadata = _metadata_body(model)
-    decode = RequestDecoder.for_model(model)  # the fast path or not, decided once
+    decode = RequestDecoder.for_model(model, config.max_body_bytes)  # the fast path or not, decided once
     readiness = app.extensions[READINESS] = Readiness(model, decode)
 
-    @app.get("/ping")
-    @app.get("/health")
+    @app.get("/ping", provide_automatic_options=False)
+    @app.get("/health", provide_automatic_options=False)
     def ping() -> Response:
         if not readiness.ready:
             readiness.check()  # normally done already, as the worker started (gunicorn.py)
@@ -36,15 +37,16 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
                 return Response(readiness.failure, status=503, mimetype=JSON)
         return Response(b'{"status":"ok"}', mimetype=JSON)
 
-    @app.get("/version")
+    @app.get("/version", provide_automatic_options=False)
     def get_version() -> Response:
-        return Response(version, mimetype=JSON)
+        # the bare version, as MLflow's scoring server answers (its client returns the text as is)
+        return Response(version, mimetype="text/plain")
 
-    @app.get("/metadata")
+    @app.get("/metadata", provide_automatic_options=False)
     def get_metadata() -> Response:
         return Response(metadata, mimetype=JSON)
 
-    @app.post("/invocations")
+    @app.post("/invocations", provide_automatic_options=False)
     def invocations() -> Response:
         length, limit = request.content_length, config.max_body_bytes
         if length is not None and length > limit:  # refused before reading it
@@ -52,8 +54,16 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
         if length is None and len(request.get_data()) >= limit and request.environ["wsgi.input"].read(1):
             # chunked: MAX_CONTENT_LENGTH stops reading at the limit without an error; a byte more is too large
             raise payload_too_large(limit)
-        data, params = decode(request.mimetype, request.get_data(cache=False))
-        predictions = model.predict(data, params=params)
+        data, params = decode(request.content_type, request.get_data(cache=False))
+        try:
+            predictions = model.predict(data, params=params)
+        except InvalidInputError as exc:
+            # read, but not fitting the model (its signature, a flavor's own checks): INVALID_PARAMETER_VALUE,
+            # MLflow's code for a failed schema enforcement; faults of the body itself (the decoder's) stay
+            # BAD_REQUEST
+            if type(exc) is InvalidInputError:
+                raise InputMismatchError(exc.message, exc.detail) from exc
+            raise
         return Response(encode_predictions(predictions), mimetype=JSON)
 
     @app.errorhandler(Exception)
@@ -61,7 +71,8 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
         status, body = to_response(exc)
         return Response(body, status=status, mimetype=JSON)
 
-    # Werkzeug answers some errors before routing (e.g. 405 on HEAD); keep those JSON too.
+    # Werkzeug answers some errors before routing (e.g. 405 on HEAD); keep those JSON too. OPTIONS is no route
+    # (provide_automatic_options=False above): Flask would answer it 200 with an empty text/html body.
     app.config["TRAP_HTTP_EXCEPTIONS"] = True
     return app
 

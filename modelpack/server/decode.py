@@ -1,23 +1,34 @@
 """DECODE: request body -> (model input, params). One decoder per request format.
 
 JSON bodies carry exactly one of the keys in :data:`JSON_FORMATS` (plus optional
-``params``), or are a bare pandas split object ``{"columns": [...], "data": [[...]]}``.
-``text/csv`` bodies have a header row. Every failure is an InvalidInputError (400) or
-UnsupportedMediaTypeError (415) whose message names the problem (and the row, column or
-key), never the body: a body is never cut, padded or reinterpreted to make it fit. A table
-with no rows, a row with more or fewer values than there are columns, an ``index`` that does
-not match the rows, a boolean among numbers, a parameter that is no scalar or list of scalars
-are all refused here, before the model is called. Missing and non-finite values are the
-signature's business (modelpack/enforce.py).
+``params``), or are a bare pandas split object ``{"columns": [...], "data": [[...]]}``;
+other top-level keys next to a format key are ignored with a warning in the log, as MLflow's
+scoring server ignores them. ``text/csv`` bodies have a header row;
+``application/vnd.apache.parquet`` bodies are read by pandas with pyarrow (the ``arrow`` extra).
+JSON is read by orjson; a body orjson refuses is read again by Python's ``json``, which is what
+MLflow's server reads with: the bare ``NaN``, ``Infinity`` and ``-Infinity`` that Python's
+``json.dumps`` (and so MLflow's client) writes, numbers past a double (``1e400``, infinity), a
+UTF-8 byte order mark. Every failure is an InvalidInputError (400) or UnsupportedMediaTypeError
+(415) whose message names the problem (and the row, column or key), never the body: a body is
+never cut, padded or reinterpreted to make it fit. A table with no rows, a row with more or
+fewer values than there are columns, an ``index`` that does not match the rows, a boolean among
+numbers, a parameter that is no scalar or list of scalars are all refused here, before the model
+is called. Missing and non-finite values are the signature's business (modelpack/enforce.py).
+
+Parameters the model's signature does not declare are dropped with a warning, as MLflow does
+(:class:`RequestDecoder`); a model without a signature receives the parameters as sent.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import json
+import logging
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -25,13 +36,48 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..errors import InvalidInputError, MalformedRequestError, UnsupportedMediaTypeError, quote, quote_names
+from ..config import DEFAULT_MAX_BODY_BYTES
+from ..errors import (
+    InvalidInputError,
+    MalformedRequestError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    quote,
+    quote_names,
+)
 from ..float_rows import FloatRows, numbers_only_after_data
 from ..float_rows import from_csv as float_rows_from_csv
 from ..float_rows import from_records as float_rows_from_records
 from ..float_rows import from_split as float_rows_from_split
 
 SPLIT_KEYS = frozenset({"columns", "data", "index"})
+JSON = "application/json"
+CSV = "text/csv"
+PARQUET = "application/vnd.apache.parquet"
+
+logger = logging.getLogger("modelpack.server")
+
+
+class _Ignored:
+    """Warns about ignored keys and parameters once per name in this process (a client sending the same
+    unknown key on every request would otherwise fill the log); past ``limit`` names it stops remembering,
+    and it remembers a name by its first 100 characters (a client's names are unbounded)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.seen: set[tuple[str, str]] = set()
+        self.limit = limit
+
+    def __call__(self, what: str, names: Iterable[str], why: str) -> None:
+        new = [name for name in names if (what, name[:100]) not in self.seen]
+        if not new:
+            return
+        if len(self.seen) < self.limit:
+            self.seen.update((what, name[:100]) for name in new)
+        logger.warning("Ignoring %s %s: %s (as MLflow's scoring server does; logged once per name)",
+                       what, quote_names(new), why)
+
+
+_ignored = _Ignored()
 
 
 def _no_rows(where: str) -> InvalidInputError:
@@ -144,10 +190,32 @@ def _tensors(obj: Any, where: str, bools: bool = True) -> Any:
     if isinstance(obj, list):
         if not obj:
             raise _no_rows(where)
-        if all(isinstance(r, dict) for r in obj):
-            return pd.DataFrame.from_records(obj)
+        if isinstance(obj[0], dict):
+            if where == "instances":
+                return _instance_records(obj, bools)
+            return _records(obj, where=where)
         return _array(obj, where, bools)
-    raise InvalidInputError(f"'{where}' must be a list or an object of named lists")
+    if isinstance(obj, (str, int, float)):  # one value (a text for a text model): a 0-d array, as MLflow reads it
+        return _array(obj, where, bools)
+    raise InvalidInputError(f"'{where}' must be a list, an object of named lists or a single value")
+
+
+def _instance_records(records: list, bools: bool) -> dict[str, np.ndarray]:
+    """``instances`` as a list of objects, TensorFlow Serving's row format: one array per key, stacking the
+    rows' values (MLflow's reading: a model with several named inputs gets each as one array). Every object
+    must have the same keys: a key left out of one row would shift the rows of that input against the others."""
+    keys = list(records[0])
+    if not keys:
+        raise InvalidInputError("'instances[0]' is an empty object; send at least one named input per row")
+    expected = set(keys)
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise InvalidInputError(f"'instances[{i}]' is not an object ({type(record).__name__}) but "
+                                    "'instances[0]' is; send a list of objects (one per row) or a list of values")
+        if record.keys() != expected:
+            raise InvalidInputError(f"'instances[{i}]' has the keys {quote_names(sorted(record))} and 'instances[0]' "
+                                    f"{quote_names(sorted(keys))}; every object needs the same keys")
+    return {key: _array([record[key] for record in records], f"instances.{key}", bools) for key in keys}
 
 
 JSON_FORMATS: dict[str, Callable[[Any], Any]] = {
@@ -180,27 +248,71 @@ def _check_params(params: Any) -> dict[str, Any] | None:
     return params
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _load_json(body: bytes) -> Any:
+    """The parsed body: orjson first (the fast path); what it refuses, Python's ``json`` as MLflow reads it
+    (``NaN``, ``Infinity``, ``1e400``, a byte order mark), so the fallback costs only bodies orjson refuses.
+
+    Python's ``json`` also reads an escaped lone UTF-16 surrogate (``"\\ud800"``) into a string that is no
+    Unicode: no UTF-8 for it, so pandas' Arrow strings (and any output) fail on it. Those are refused, as orjson
+    refuses them."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise MalformedRequestError(f"Request body is not valid JSON: {error}") from None
+    if _SURROGATE_ESCAPE.search(body) or not body.isascii():  # escapes, or UTF-16/32 text
+        lone = _lone_surrogate(obj)
+        if lone is not None:
+            raise MalformedRequestError(
+                f"Request body is not valid JSON: the string {quote(lone)} holds a lone UTF-16 surrogate, "
+                "which is no Unicode character"
+            )
+    return obj
+
+
+def _lone_surrogate(obj: Any) -> str | None:
+    """The first string (key or value) in the parsed JSON ``obj`` that cannot be written as UTF-8, or None."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+    return None
+
+
 def decode_json(body: bytes, float_rows: bool = False) -> tuple[Any, dict[str, Any] | None]:
     """Decode a JSON body. With ``float_rows`` (the model takes them, see modelpack/float_rows.py)
     a split or records body of plain numbers is read as one float64 block."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequestError(f"Request body is not valid JSON: {exc}") from None
+    obj = _load_json(body)
     if not isinstance(obj, dict):
         raise InvalidInputError(f"JSON body must be an object with {_FORMAT_HELP}")
     params = _check_params(obj.get("params"))
     present = [key for key in JSON_FORMATS if key in obj]
     if len(present) == 1:
-        unknown = set(obj) - {present[0], "params"}
-        if unknown:
-            raise InvalidInputError(f"Unexpected keys {quote_names(sorted(unknown))} next to '{present[0]}'")
-        if present[0] == "dataframe_split":
-            return _split(obj["dataframe_split"], float_rows=float_rows and numbers_only_after_data(body)), params
-        if present[0] == "dataframe_records":
-            return _records(obj["dataframe_records"], float_rows), params
+        key = present[0]
+        if len(obj) > 1 + ("params" in obj):
+            _ignored("top-level keys", sorted(set(obj) - {key, "params"}),
+                     f"only 'params' is read next to {key!r}")
+        if key == "dataframe_split":
+            return _split(obj[key], float_rows=float_rows and numbers_only_after_data(body)), params
+        if key == "dataframe_records":
+            return _records(obj[key], float_rows), params
         bools = b"true" in body or b"false" in body  # numpy turns booleans among numbers into 1.0 and 0.0
-        return _tensors(obj[present[0]], present[0], bools), params
+        return _tensors(obj[key], key, bools), params
     if len(present) > 1:
         raise InvalidInputError(f"JSON body has several input formats {present}; send exactly one")
     if "data" in obj and set(obj) <= SPLIT_KEYS | {"params"}:
@@ -325,33 +437,131 @@ def _check_quoted_csv(body: bytes) -> None:
         _wrong_field_count(bad[0], len(rows[bad[0] + 1]), len(names), len(bad))
 
 
+def decode_parquet(body: bytes, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> tuple[pd.DataFrame, None]:
+    """Decode a Parquet body (what ``DataFrame.to_parquet()`` writes) with pandas and pyarrow, as MLflow 3 does.
+
+    pyarrow is the optional ``arrow`` extra: without it the body is a 415 saying how to install it. A small
+    Parquet body can hold a table far larger than its bytes (a column of one repeated value compresses to
+    almost nothing), so the table its footer declares is checked first: at most ``max_body_bytes // 2``
+    cells (what the largest JSON body could hold) and ``4 * max_body_bytes`` bytes decoded, else 413."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {quote(PARQUET)} needs pyarrow, which is not installed where the model is served; "
+            "install it with: pip install 'modelpack[arrow]' (or send application/json or text/csv)"
+        ) from None
+    try:
+        meta = pq.ParquetFile(io.BytesIO(body)).metadata
+        rows, columns = meta.num_rows, meta.num_columns
+        decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    except Exception as exc:  # pyarrow's errors on bytes that are no Parquet file (ArrowInvalid, OSError...)
+        raise MalformedRequestError(f"Parquet body cannot be read: {quote(str(exc), 300)}") from None
+    if rows * max(columns, 1) > max_body_bytes // 2 or decoded > 4 * max_body_bytes:
+        raise PayloadTooLargeError(
+            f"Parquet body declares {rows} rows x {columns} columns ({decoded} bytes decoded), more than the "
+            f"server takes in a request (MODELPACK_MAX_BODY_BYTES={max_body_bytes}: at most "
+            f"{max_body_bytes // 2} cells and {4 * max_body_bytes} bytes decoded)"
+        )
+    try:
+        frame = pd.read_parquet(io.BytesIO(body), engine="pyarrow")
+    except Exception as exc:
+        raise MalformedRequestError(f"Parquet body cannot be read: {quote(str(exc), 300)}") from None
+    if not len(frame.index):
+        raise InvalidInputError(f"Parquet body holds no rows ({columns} column(s)); send at least one row to score")
+    return frame, None
+
+
 Decoder = Callable[[bytes], tuple[Any, dict[str, Any] | None]]
 
 #: mimetype -> decoder, for models without and with the float-rows fast path.
-DECODERS: dict[str, Decoder] = {"application/json": decode_json, "text/csv": decode_csv}
+DECODERS: dict[str, Decoder] = {JSON: decode_json, CSV: decode_csv}
 FLOAT_ROWS_DECODERS: dict[str, Decoder] = {
-    "application/json": partial(decode_json, float_rows=True),
-    "text/csv": partial(decode_csv, float_rows=True),
+    JSON: partial(decode_json, float_rows=True),
+    CSV: partial(decode_csv, float_rows=True),
 }
 
 
 class RequestDecoder:
-    """Decodes request bodies for one model; which decoders it uses is decided once, here."""
+    """Decodes request bodies for one model; which decoders it uses, and which parameters it passes on,
+    is decided once, here.
 
-    def __init__(self, float_rows: bool) -> None:
-        self.decoders = FLOAT_ROWS_DECODERS if float_rows else DECODERS
+    ``param_names``: the parameters the model's signature declares. Others are dropped with a warning in
+    the log, as MLflow's scoring server drops them (its own test expects a 200 for an unknown parameter), and
+    so is every parameter when the signature declares none. None (a model without a signature): every
+    parameter reaches the model as sent, since nothing says which it takes."""
+
+    def __init__(self, float_rows: bool, param_names: Iterable[str] | None = None,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.decoders: dict[str, Decoder] = {
+            **(FLOAT_ROWS_DECODERS if float_rows else DECODERS),
+            PARQUET: partial(decode_parquet, max_body_bytes=max_body_bytes),
+        }
+        self.param_names = None if param_names is None else frozenset(param_names)
 
     @classmethod
-    def for_model(cls, model: Any) -> RequestDecoder:
+    def for_model(cls, model: Any, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> RequestDecoder:
         """The decoder for a loaded :class:`~modelpack.pyfunc.PyFuncModel`."""
-        return cls(model.float_rows_columns is not None)
+        signature = model.signature
+        names = None if signature is None else (signature.params.names if signature.params else [])
+        return cls(model.float_rows_columns is not None, names, max_body_bytes)
 
-    def __call__(self, mimetype: str | None, body: bytes) -> tuple[Any, dict[str, Any] | None]:
-        """Decode ``body`` by its (lower-cased, parameter-free) mimetype."""
-        decoder = self.decoders.get(mimetype or "")
+    def __call__(self, content_type: str | None, body: bytes) -> tuple[Any, dict[str, Any] | None]:
+        """Decode ``body`` by its Content-Type (a mimetype, with or without parameters)."""
+        decoder = self.decoders.get(content_type or "")  # the usual case: exactly "application/json"
         if decoder is None:
-            shown = quote(mimetype) if mimetype else "missing"
+            decoder = self._decoder_for(content_type)
+        data, params = decoder(body)
+        if params and self.param_names is not None:
+            params = self._declared(params)
+        return data, params
+
+    def _decoder_for(self, content_type: str | None) -> Decoder:
+        """The decoder for a Content-Type with parameters or in other case; 415 for any other type.
+
+        As in MLflow: ``charset`` must name UTF-8 (the only encoding read), and no other parameter is taken
+        (MLflow 1.x's ``format=pandas-split`` included: the JSON keys say the format)."""
+        mimetype, *parameters = (content_type or "").split(";")
+        mimetype = mimetype.strip().lower()
+        decoder = self.decoders.get(mimetype)
+        if decoder is None:
+            shown = quote(content_type) if content_type else "missing"
             raise UnsupportedMediaTypeError(
                 f"Content-Type {shown} is not supported; use one of {sorted(self.decoders)}"
             )
-        return decoder(body)
+        unknown = []
+        for parameter in filter(str.strip, parameters):
+            name, _, value = parameter.partition("=")
+            name, value = name.strip().lower(), value.strip().strip('"')
+            if name != "charset":
+                unknown.append(name)
+            elif _codec(value) != "utf-8":
+                raise UnsupportedMediaTypeError(
+                    f"Content-Type charset {quote(value)} is not supported; send the body as UTF-8 (charset=utf-8)"
+                )
+        if unknown:
+            raise UnsupportedMediaTypeError(
+                f"Content-Type parameters {quote_names(unknown)} are not supported (only charset=utf-8); "
+                "the JSON body's keys say its format"
+            )
+        return decoder
+
+    def _declared(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """``params`` without the names the model's signature does not declare (logged once per name)."""
+        names = self.param_names
+        assert names is not None
+        unknown = [name for name in params if name not in names]
+        if not unknown:
+            return params
+        why = (f"the model's signature declares the parameters {quote_names(sorted(names))}" if names
+               else "the model's signature declares no parameters")
+        _ignored("parameters", unknown, why)
+        return {name: value for name, value in params.items() if name in names} or None
+
+
+def _codec(name: str) -> str | None:
+    """The codec a charset name stands for (``utf-8`` for ``UTF8``, ``utf_8``...), or None if unknown."""
+    try:
+        return codecs.lookup(name).name
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
+        return None

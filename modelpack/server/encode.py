@@ -7,6 +7,11 @@ missing value (None). Strict JSON parsers (JavaScript's ``JSON.parse``) refuse t
 a client of such a model must allow them. orjson (the fast path) would write ``null`` for all
 three, so a body holding ``null`` is checked for non-finite numbers and, only when there are
 some, written again by the ``json`` module.
+
+A pandas Series is written as the records of a one-column frame, ``[{"name": v}, ...]`` (``"0"``
+for an unnamed one), as MLflow's scoring server writes it. What orjson cannot write (integers past
+64 bits, a string holding a lone surrogate, exotic scalars) is written by the ``json`` module too;
+predictions nothing can write are the model's error (500 ``MODEL_ERROR``), never a bug's.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from ..errors import PredictionError
 from ..example import _default
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS  # {0: p}: {"0": p}, as MLflow writes it
@@ -40,12 +46,13 @@ def _jsonable(predictions: Any) -> Any:
 
 
 def encode_predictions(predictions: Any) -> bytes:
-    """The response body for ``predictions`` (see the module doc for NaN and infinities)."""
+    """The response body for ``predictions`` (see the module doc for NaN, infinities and Series)."""
+    if isinstance(predictions, pd.Series):
+        predictions = predictions.to_frame()  # its name, or 0, is the column: [{"name": v}, ...]
     try:
         body = orjson.dumps({"predictions": _jsonable(predictions)}, default=_default, option=_OPTS)
-    except TypeError:
-        # e.g. float16 arrays or exotic scalars: fall back to Python objects.
-        body = orjson.dumps({"predictions": np.asarray(predictions).tolist()}, default=_default)
+    except TypeError:  # e.g. float16 arrays, integers past 64 bits, lone surrogates, exotic scalars
+        return _encode_with_literals(predictions)
     if b"null" in body and _has_non_finite(predictions):
         return _encode_with_literals(predictions)
     return body
@@ -97,6 +104,18 @@ def _default_with_missing(obj: Any) -> Any:
 
 
 def _encode_with_literals(predictions: Any) -> bytes:
-    text = json.dumps({"predictions": _plain(predictions)}, default=_default_with_missing, allow_nan=True,
-                      ensure_ascii=False, separators=(",", ":"))
-    return text.encode()
+    """``predictions`` written by the ``json`` module: NaN and infinities as literals; a string holding a lone
+    surrogate (no UTF-8 for it) escaped as ``\\udXXX``, as MLflow writes every non-ASCII character."""
+    try:
+        plain = {"predictions": _plain(predictions)}
+        text = json.dumps(plain, default=_default_with_missing, allow_nan=True, ensure_ascii=False,
+                          separators=(",", ":"))
+        try:
+            return text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(plain, default=_default_with_missing, allow_nan=True, separators=(",", ":")).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise PredictionError(
+            f"The model returned predictions ({type(predictions).__name__}) that cannot be written as JSON",
+            f"{type(exc).__name__}: {exc}",
+        ) from exc

@@ -34,7 +34,12 @@ logger = logging.getLogger("modelpack.server")
 
 def error_body(error_code: str, message: str) -> bytes:
     """The JSON error body; ``message`` is cut at ``MESSAGE_LIMIT`` characters (see modelpack/errors.py)."""
-    return orjson.dumps({"error_code": error_code, "message": cap_message(message)})
+    message = cap_message(message)
+    try:
+        return orjson.dumps({"error_code": error_code, "message": message})
+    except TypeError:  # a lone surrogate (no UTF-8 for it) from a body Python's json read: escape it
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+        return orjson.dumps({"error_code": error_code, "message": message})
 
 
 def payload_too_large(limit: int | None) -> PayloadTooLargeError:
