@@ -228,3 +228,21 @@ def test_a_long_prediction_holds_only_its_own_worker(serve, sleepy_model_dir):
             assert quick.status_code == 200 and time.monotonic() - started < 1.5
     finally:
         slow.join()
+
+
+def test_a_refusal_reaches_a_client_still_sending_its_body(serve, diabetes_model_dir):
+    """The 413 is sent while the body still arrives. Closing with unread bytes makes the kernel send a reset,
+    which on a real network can overtake the answer (RFC 9112, 9.6), so the worker half-closes and drops the
+    rest first. On loopback the answer also survived without that; this checks the lingering path works."""
+    server = serve(diabetes_model_dir, "-w", "1", env={"MODELPACK_MAX_BODY_BYTES": "1000"})
+    for _ in range(5):
+        sock = _connect(server)
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nContent-Type: text/csv\r\nContent-Length: 50000000\r\n\r\n")
+        try:
+            for _ in range(16):
+                sock.sendall(b"1," * 65536)  # keeps sending after the server answered
+        except OSError:
+            pass  # the server stopped reading after its linger time
+        status, _, payload = _read_response(sock)
+        assert status == 413 and json.loads(payload)["error_code"] == "PAYLOAD_TOO_LARGE"
+        sock.close()

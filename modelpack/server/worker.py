@@ -50,6 +50,7 @@ BODY_IDLE_TIMEOUT = 10.0  # longest pause while a body arrives
 BUFFER_BUDGET_FACTOR = 2  # unfinished requests of one worker may buffer this many times the body limit
 RECV_BYTES = 256 * 1024
 ACCEPT_BATCH = 16  # connections accepted per wake-up (the other workers get the rest)
+LINGER_SECONDS = 2.0  # how long a closing connection's remaining request bytes are read and dropped
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Payload Too Large", 414: "URI Too Long",
             417: "Expectation Failed", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
@@ -69,7 +70,7 @@ class _Connection:
     """One client connection: what it has sent and not yet been answered, and what is still to send."""
 
     __slots__ = ("sock", "addr", "server", "inbuf", "outbuf", "deadline", "started", "close_after_write",
-                 "continued", "events")
+                 "continued", "events", "draining")
 
     def __init__(self, sock: socket.socket, addr: Any, server: Any, deadline: float) -> None:
         self.sock = sock
@@ -82,6 +83,7 @@ class _Connection:
         self.close_after_write = False
         self.continued = False  # "100 Continue" sent for the request being received
         self.events = selectors.EVENT_READ
+        self.draining = False  # answered and half-closed: what the client still sends is read and dropped
 
 
 class _BufferedSocket:
@@ -172,9 +174,7 @@ class BufferingWorker(Worker):
         deadline = time.monotonic() + self.cfg.graceful_timeout
         for conn in list(self.connections.values()):
             if not conn.outbuf and not conn.started:
-                self._close(conn)  # idle keep-alive connection
-            else:
-                conn.close_after_write = True
+                self._close(conn)  # idle keep-alive connection; the others close after their answer (_flush)
         while self.connections and time.monotonic() < deadline:
             self.notify()
             self._poll(0.2)
@@ -227,9 +227,27 @@ class BufferingWorker(Worker):
             self.selector.modify(conn.sock, events, conn)
             conn.events = events
 
+    def _linger(self, conn: _Connection) -> None:
+        """Close after the last answer without losing it: closing a socket with unread request bytes makes the
+        kernel send a reset, which can destroy the answer before the client reads it (a 413 sent while the body
+        still arrives). So half-close, then read and drop what the client still sends for up to
+        :data:`LINGER_SECONDS`, and close when it closes its side."""
+        if conn.draining:
+            return
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.draining = True
+        conn.inbuf.clear()
+        conn.started = 0.0
+        conn.deadline = time.monotonic() + LINGER_SECONDS
+        self._watch(conn, selectors.EVENT_READ)
+
     def _expire(self, now: float) -> None:
         for conn in [c for c in self.connections.values() if c.deadline <= now]:
-            if conn.outbuf or not conn.started:  # a client not reading its answer, or an idle keep-alive one
+            if conn.outbuf or not conn.started:  # not reading its answer, idle keep-alive, or done lingering
                 self._close(conn)
             else:
                 self._refuse(conn, 408, "The request was not received in time: headers must arrive within "
@@ -247,6 +265,8 @@ class BufferingWorker(Worker):
         if not data:  # the client closed (or half-closed) its side
             self._close(conn)
             return
+        if conn.draining:
+            return  # the rest of a refused request: dropped, so that closing does not reset the answer
         now = time.monotonic()
         if not conn.started:
             conn.started = now
@@ -311,8 +331,8 @@ class BufferingWorker(Worker):
             conn.deadline = time.monotonic() + max(self.cfg.timeout, BODY_IDLE_TIMEOUT)
             self._watch(conn, selectors.EVENT_WRITE)
             return
-        if conn.close_after_write:
-            self._close(conn)
+        if conn.close_after_write or not self.alive:
+            self._linger(conn)
             return
         self._watch(conn, selectors.EVENT_READ)
 
