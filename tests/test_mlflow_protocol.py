@@ -363,8 +363,6 @@ def test_every_type_reaches_the_model_as_the_signature_says(dtypes_server, orien
     assert ok(dtypes_server.post(body)) == _signature_dtypes(frame)
 
 
-@pytest.mark.xfail(strict=True, reason="modelpack/enforce.py's base64 refuses the line break that "
-                                       "base64.encodebytes ends with, which MLflow's NumpyEncoder writes")
 def test_binary_as_mlflows_encoder_writes_it(dtypes_server):
     frame = all_types_frame()
     payload = json.loads(json.dumps({"dataframe_split": frame.to_dict(orient="split")}, default=_json_default))
