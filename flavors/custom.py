@@ -27,7 +27,7 @@ from typing import Any
 
 from modelpack.descriptor import ModelDescriptor
 from modelpack.errors import FlavorError, ModelLoadError
-from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor, load_pyfunc_at
+from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor, copy_code_paths, load_pyfunc_at
 from modelpack.python_model import PythonModel, PythonModelContext
 
 MODEL_FILE = "python_model.pkl"
@@ -87,7 +87,7 @@ class PythonModelFlavor(Flavor):
         if artifacts:
             pyfunc["artifacts"] = _copy_artifacts(artifacts, path)
         if code_paths:
-            _copy_code(code_paths, path / CODE_DIR)
+            copy_code_paths(code_paths, path / CODE_DIR)
             pyfunc["code"] = CODE_DIR
         if model_config:
             pyfunc[CONFIG_KEY] = dict(model_config)
@@ -245,18 +245,6 @@ def _copy_artifacts(artifacts: dict[str, str | Path], model_dir: Path) -> dict[s
             shutil.copy2(src, dest)
         out[name] = {"path": dest.relative_to(model_dir).as_posix()}
     return out
-
-
-def _copy_code(code_paths: Iterable[str | Path], code_dir: Path) -> None:
-    code_dir.mkdir()
-    for source in code_paths:
-        src = Path(source)
-        if not src.exists():
-            raise FlavorError(f"Code path '{src}' not found")
-        if src.is_dir():
-            shutil.copytree(src, code_dir / src.name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, code_dir / src.name)
 
 
 _FLAVOR = PythonModelFlavor()

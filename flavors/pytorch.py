@@ -31,7 +31,6 @@ import importlib
 import inspect
 import logging
 import pickle
-import shutil
 import sys
 import zipfile
 from collections.abc import Iterable
@@ -40,7 +39,14 @@ from typing import TYPE_CHECKING, Any
 
 from modelpack.descriptor import ModelDescriptor
 from modelpack.errors import FlavorError, InvalidInputError, ModelLoadError
-from modelpack.flavor import Flavor, PyFuncImplementation, SavedFlavor, load_native, load_pyfunc_at
+from modelpack.flavor import (
+    Flavor,
+    PyFuncImplementation,
+    SavedFlavor,
+    copy_code_paths,
+    load_native,
+    load_pyfunc_at,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -115,7 +121,7 @@ class PyTorchFlavor(Flavor):
 
         data = path / DATA_DIR
         data.mkdir()
-        code = _copy_code(code_paths, path / CODE_DIR) if code_paths else None
+        code = copy_code_paths(code_paths, path / CODE_DIR) if code_paths else None
         native: dict[str, Any] = {
             "pytorch_version": str(torch.__version__),
             "model_data": DATA_DIR,
@@ -592,20 +598,6 @@ def _forward_keywords(model: Any) -> tuple[frozenset[str], bool]:
     named = [p.name for p in parameters
              if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
     return frozenset(named[1:]), False
-
-
-def _copy_code(code_paths: Iterable[str | Path], code_dir: Path) -> str:
-    """Copy the files and directories of ``code_paths`` into ``code_dir``; MLmodel's ``code`` value."""
-    code_dir.mkdir()
-    for source in code_paths:
-        src = Path(source)
-        if not src.exists():
-            raise FlavorError(f"Code path '{src}' not found")
-        if src.is_dir():
-            shutil.copytree(src, code_dir / src.name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, code_dir / src.name)
-    return code_dir.name
 
 
 def _add_code_to_path(model_dir: Path, code: Any) -> None:

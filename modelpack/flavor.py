@@ -179,3 +179,22 @@ class PredictParams:
             logger.warning("Params %s are not accepted by the %s model's predict; ignoring them", unknown, self.library)
         return {k: v for k, v in params.items() if k in self.accepted}
 
+
+def copy_code_paths(code_paths: Iterable[str | Path], code_dir: Path) -> str:
+    """Copy the files and directories of ``code_paths`` into ``code_dir`` (created); MLmodel's ``code`` value.
+
+    The saved model imports them at load time, from ``code_dir`` put first on ``sys.path``, as MLflow does."""
+    import shutil
+
+    from .errors import FlavorError
+
+    code_dir.mkdir()
+    for source in code_paths:
+        src = Path(source)
+        if not src.exists():
+            raise FlavorError(f"Code path '{src}' not found")
+        if src.is_dir():
+            shutil.copytree(src, code_dir / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, code_dir / src.name)
+    return code_dir.name
