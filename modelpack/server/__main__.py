@@ -81,12 +81,27 @@ def share_cores(workers: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(max(1, cores // max(1, workers)))
 
 
+#: Threads (by name) that a forked child does without: jemalloc's background purger, which pyarrow's
+#: allocator starts when pandas 3 imports pyarrow; jemalloc's at-fork handlers reset it, and the child starts
+#: its own when it needs one. Counting it made every model load in each worker wherever pyarrow is installed.
+FORK_SAFE_THREADS = frozenset({"jemalloc_bg_thd"})
+
+
 def thread_count() -> int | None:
-    """This process's threads (None where /proc is not there)."""
+    """This process's threads, less the ones a forked child does without (None where /proc is not there)."""
     try:
-        return len(os.listdir("/proc/self/task"))
+        tasks = os.listdir("/proc/self/task")
     except OSError:
         return None
+    count = 0
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as fh:
+                name = fh.read().strip()
+        except OSError:
+            name = ""  # the thread ended meanwhile
+        count += name not in FORK_SAFE_THREADS
+    return count
 
 
 def threads_kept_across_fork() -> int | None:
