@@ -35,7 +35,7 @@ COMMANDS = {
 #: One-line help shown by ``modelpack --help`` without importing the command modules.
 SHORT_HELP = {
     "serve": "Serve a model over HTTP (POST /invocations).",
-    "predict": "Score a JSON or CSV file with a model, without a server.",
+    "predict": "Score a file (request body, CSV, JSON lines, Parquet, Arrow) with a model, without a server.",
     "info": "Show what a model holds (a directory or a runs:/ or models:/ URI).",
     "validate": "Check a request body against a model's signature, without a server.",
     "generate-dockerfile": "Write a container build context (Dockerfile + model) for a model.",
