@@ -505,8 +505,9 @@ def test_served_tensors_and_classifier_outputs(tmp_path, serve, data, models):
 
 @pytest.mark.parametrize("workers", ["1", "4"])
 def test_requests_right_after_ping_answer_and_workers_exit_cleanly(tmp_path, serve, data, models, workers):
-    """Importing onnxruntime starts a thread that a forked worker would lack (it aborts or hangs at exit): the
-    server loads the model in each worker, and 8 requests sent the moment /ping is 200 all answer."""
+    """Importing onnxruntime may start a thread that a forked worker would lack (it aborts or hangs at exit):
+    wherever the master counted threads that outlive a fork it loads the model in each worker, and either way
+    8 requests sent the moment /ping is 200 all answer and every worker exits cleanly."""
     X = data[0]
     onnx_flavor.save_model(models["mlp"], tmp_path / "m", input_example=X.head(3))
     rows = X.sample(40, random_state=0)
@@ -525,7 +526,12 @@ def test_requests_right_after_ping_answer_and_workers_exit_cleanly(tmp_path, ser
         np.testing.assert_allclose(_records_to_columns(response.json()["predictions"])["y"], expected, rtol=1e-6)
     assert server.stop(timeout=15) == 0
     log = server.log()
-    assert "model loaded in each worker" in log
+    # Where the model loads is decided by counting threads at run time: with -w 4 each session gets one
+    # intra-op thread (no pool), and on some machines importing onnxruntime starts none either (seen in CI).
+    assert "model loaded in each worker" in log or "model loaded before fork" in log, log
+    if "model loaded before fork" in log:
+        assert "restarting to load it in each worker" not in log, log
+    assert "Worker exiting" in log and "Traceback" not in log, log
     assert "SIGABRT" not in log and "terminate called" not in log, log
 
 
