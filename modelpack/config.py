@@ -75,11 +75,37 @@ def default_workers() -> int:
     return env_int("MODELPACK_WORKERS", 1)
 
 
+#: A served model's name: it appears in URLs (``/models/<name>/invocations``) and in metric labels.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model of a server: its name, its directory, and the URI it was named by (re-resolved on reload:
+    ``models:/name@alias`` may point to another version by then)."""
+
+    name: str
+    path: Path
+    uri: str | None = None
+
+
+def default_model_name(uri: str | None, path: Path) -> str:
+    """The name of a model given without one: a registered model's name, else its directory's name."""
+    if uri and uri.startswith("models:/"):
+        candidate = uri[len("models:/"):].split("@")[0].split("/")[0]
+    else:
+        candidate = Path(path).name
+    candidate = re.sub(r"[^A-Za-z0-9_.-]", "-", candidate).lstrip("-_.")[:64]
+    return candidate if MODEL_NAME.fullmatch(candidate) else "model"
+
+
 @dataclass(frozen=True)
 class ServeConfig:
-    """How to run the scoring server."""
+    """How to run the scoring server: ``model_path`` is its (first) model; ``models`` names every model of a
+    server of several (empty: the one model at ``model_path``, named after it)."""
 
     model_path: Path
+    models: tuple[ServedModel, ...] = ()
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     workers: int = 1
@@ -109,11 +135,22 @@ class ServeConfig:
             raise ModelpackError(f"MODELPACK_PRELOAD must be one of {list(PRELOAD_MODES)}, got {values['preload']!r}")
         return cls(model_path=Path(model_path), **values)  # type: ignore[arg-type]
 
+    def served_models(self) -> tuple[ServedModel, ...]:
+        """Every model of this server, named."""
+        if self.models:
+            return self.models
+        return (ServedModel(default_model_name(None, self.model_path), self.model_path),)
+
     def to_args(self) -> list[str]:
         """The same settings as arguments of ``python -m modelpack.server``. ``preload`` is left out: it reaches
         the server as MODELPACK_PRELOAD, so a serving environment with an older modelpack accepts these."""
+        models = ["--model", str(self.model_path)]
+        if self.models:  # named models: each with --name and --uri, in the same order
+            models = []
+            for served in self.models:
+                models += ["--model", str(served.path), "--name", served.name, "--uri", served.uri or str(served.path)]
         return [
-            "--model", str(self.model_path),
+            *models,
             "--host", self.host,
             "--port", str(self.port),
             "--workers", str(self.workers),

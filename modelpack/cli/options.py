@@ -28,6 +28,36 @@ model_option = click.option(
          "models:/<name>/<version>, models:/<name>/latest or models:/<name>@<alias>.",
 )
 
+def _named_model_uris(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``[name=]URI`` values as (name, uri) pairs; a name is needed for each model when there are several."""
+    from ..config import MODEL_NAME, default_model_name
+
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        name, sep, uri = value.partition("=")
+        if not sep or not MODEL_NAME.fullmatch(name):  # a path or URI that holds '=' itself
+            name, uri = "", value
+        pairs.append((name, uri))
+    if len(pairs) > 1:
+        unnamed = [uri for name, uri in pairs if not name]
+        if unnamed:
+            raise click.BadParameter(f"with several models, name each one as NAME=URI (letters, digits, '_.-'); "
+                                     f"unnamed: {unnamed}", ctx=ctx, param=param)
+    names = [name for name, _ in pairs if name]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise click.BadParameter(f"each model needs its own name; given more than once: {repeated}",
+                                 ctx=ctx, param=param)
+    return [(name or default_model_name(uri, Path(uri)), uri) for name, uri in pairs]
+
+
+served_models_option = click.option(
+    "-m", "--model-uri", "model_uris", required=True, multiple=True, metavar="[NAME=]URI",
+    callback=_named_model_uris,
+    help="The model: its directory, file://, runs:/<run_id>/<path>, models:/<name>/<version> or "
+         "models:/<name>@<alias>. Repeat as NAME=URI to serve several models, each at /models/NAME/invocations.",
+)
+
 env_manager_option = click.option(
     "--env-manager", type=click.Choice(ENV_MANAGERS), default="virtualenv", show_default=True,
     help="Where the model runs: 'virtualenv' rebuilds the environment it was saved with (cached), "

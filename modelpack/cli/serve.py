@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .options import checked_model_dir, env_manager_option, model_option, python_option
+from .options import checked_model_dir, env_manager_option, python_option, served_models_option
 
 
 def _module_names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -26,8 +26,9 @@ trust_loader_module_option = click.option(
 )
 
 
-@click.command(help="Serve a model over HTTP: GET /ping, /health, /version; POST /invocations.")
-@model_option
+@click.command(help="Serve a model over HTTP: GET /ping, /health, /version; POST /invocations. Several models "
+                    "(-m NAME=URI, repeated) share one server: POST /models/NAME/invocations, GET /models.")
+@served_models_option
 @click.option("-p", "--port", type=int, default=None, help="Port to listen on (MODELPACK_PORT, default 5000).")
 @click.option("-h", "--host", default=None, help="Address to bind (MODELPACK_HOST, default 127.0.0.1).")
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=None,
@@ -37,19 +38,49 @@ trust_loader_module_option = click.option(
 @env_manager_option
 @python_option
 @trust_loader_module_option
-def serve(model_uri: str, port: int | None, host: str | None, workers: int | None,
+def serve(model_uris: list[tuple[str, str]], port: int | None, host: str | None, workers: int | None,
           timeout: int | None, env_manager: str, python: str | None, trusted_loader_modules: tuple[str, ...]) -> None:
-    from ..config import ServeConfig, export_trusted_loader_modules
+    from ..config import ServeConfig, ServedModel, export_trusted_loader_modules
     from ..descriptor import ModelDescriptor
+    from ..model_uri import resolve_model_uri
     from .prepare_env import environment_python
 
     export_trusted_loader_modules(trusted_loader_modules)  # the server reads it from its environment
-    model_dir = checked_model_dir(model_uri)
-    ModelDescriptor.read(model_dir).check_paths(model_dir)  # before an environment is built from its files
-    config = ServeConfig.from_env(model_dir, port=port, host=host, workers=workers, timeout=timeout)
+    models = []
+    for name, uri in model_uris:
+        model_dir = checked_model_dir(str(resolve_model_uri(uri)))
+        ModelDescriptor.read(model_dir).check_paths(model_dir)  # before an environment is built from its files
+        models.append(ServedModel(name, model_dir, uri))
+    if env_manager != "local" and len(models) > 1:
+        check_one_environment(models)
+    model_dir = models[0].path
+    config = ServeConfig.from_env(model_dir, models=tuple(models), port=port, host=host, workers=workers,
+                                  timeout=timeout)
     python = environment_python(model_dir, env_manager, python)
     argv = [python, "-m", "modelpack.server", *config.to_args()]
     sys.stdout.flush()
     sys.stderr.flush()
     # Replace this process so Ctrl-C and SIGTERM reach the gunicorn master directly.
     os.execv(python, argv)
+
+
+def check_one_environment(models: list) -> None:
+    """Models whose recorded environments differ cannot share one server process: stop, saying which differ."""
+    from ..env.recorded import RecordedEnv
+
+    first = models[0]
+    want = RecordedEnv.from_model(first.path)
+    for other in models[1:]:
+        env = RecordedEnv.from_model(other.path)
+        if (env.python, sorted(env.install_lines())) == (want.python, sorted(want.install_lines())):
+            continue
+        ours, theirs = set(want.install_lines()), set(env.install_lines())
+        diff = [f"{first.name}: {', '.join(sorted(ours - theirs)) or '-'}",
+                f"{other.name}: {', '.join(sorted(theirs - ours)) or '-'}"]
+        if env.python != want.python:
+            diff.append(f"Python {want.python} vs {env.python}")
+        raise click.UsageError(
+            f"Models {first.name!r} and {other.name!r} were saved with different environments ({'; '.join(diff)}), "
+            f"and one server runs all its models in one process: run one server per environment "
+            f"(modelpack serve -m {first.name}=... -p PORT1; modelpack serve -m {other.name}=... -p PORT2), "
+            f"or --env-manager local to run them all in this interpreter as it is")

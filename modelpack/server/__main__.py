@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import PRELOAD_MODES, ServeConfig
+from ..config import PRELOAD_MODES, ServeConfig, ServedModel
 
 logger = logging.getLogger("modelpack.server")
 
@@ -28,12 +28,23 @@ logger = logging.getLogger("modelpack.server")
 def parse_args(argv: list[str] | None = None) -> ServeConfig:
     ns = vars(_parser().parse_args(argv))
     ns.pop("preimport")
-    return ServeConfig.from_env(ns.pop("model"), **ns)
+    return config_from_args(ns)
+
+
+def config_from_args(ns: dict[str, Any]) -> ServeConfig:
+    """The :class:`ServeConfig` of parsed arguments (``ns`` loses the model arguments)."""
+    paths, names, uris = ns.pop("model"), ns.pop("name") or [], ns.pop("uri") or []
+    if names and not (len(names) == len(paths) == len(uris)):
+        raise SystemExit("python -m modelpack.server: each --model needs its --name and --uri")
+    models = tuple(ServedModel(n, p, u) for n, p, u in zip(names, paths, uris, strict=True))
+    return ServeConfig.from_env(paths[0], models=models or None, **ns)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modelpack.server")
-    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--model", required=True, type=Path, action="append")
+    parser.add_argument("--name", action="append", help="the name of the --model before it (several models)")
+    parser.add_argument("--uri", action="append", help="the URI the --model before it was named by")
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
     parser.add_argument("--workers", type=int)
@@ -49,10 +60,34 @@ def _parser() -> argparse.ArgumentParser:
 
 def load_app(config: ServeConfig) -> Any:
     """The scoring app with its model loaded (ModelpackError if the model cannot be)."""
-    from ..pyfunc import load_model
     from .app import create_app
 
-    return create_app(load_model(config.model_path), config)
+    models, sources = load_models(config)
+    return create_app(models, config, sources)
+
+
+def load_models(config: ServeConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every model of ``config`` loaded, by name, and the URI each was named by (ModelpackError naming the
+    model that cannot be loaded, for a server of several)."""
+    import time
+
+    from ..errors import ModelpackError
+    from ..pyfunc import load_model
+
+    models: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    served = config.served_models()
+    for model in served:
+        started = time.perf_counter()
+        try:
+            models[model.name] = load_model(model.path)
+        except ModelpackError as exc:
+            if len(served) > 1:
+                exc.message = f"model {model.name!r} ({model.uri or model.path}): {exc.message}"
+            raise
+        sources[model.name] = model.uri or str(model.path)
+        logger.debug("Loaded model %r in %.3f s", model.name, time.perf_counter() - started)
+    return models, sources
 
 
 def load_app_in_worker(config: ServeConfig) -> Any:
@@ -116,15 +151,15 @@ def threads_kept_across_fork() -> int | None:
     return thread_count()
 
 
-def modules_to_share(names: list[str], model_dir: Path) -> list[str]:
-    """``names`` (modules the model's loading imported) cut to packages and their direct submodules,
-    leaving out the model's own code: what a master that does not load the model imports for its workers."""
+def modules_to_share(names: list[str], model_dirs: Path | list[Path]) -> list[str]:
+    """``names`` (modules the models' loading imported) cut to packages and their direct submodules,
+    leaving out the models' own code: what a master that does not load the models imports for its workers."""
     kept: dict[str, None] = {}
-    model_dir = model_dir.resolve()
+    dirs = [d.resolve() for d in ([model_dirs] if isinstance(model_dirs, Path) else model_dirs)]
     for name in names:
         module = sys.modules.get(name)
         path = getattr(module, "__file__", None)
-        if name == "__main__" or (path and Path(path).resolve().is_relative_to(model_dir)):
+        if name == "__main__" or (path and any(Path(path).resolve().is_relative_to(d) for d in dirs)):
             continue
         kept[".".join(name.split(".")[:2])] = None
     return list(kept)
@@ -158,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ns = vars(_parser().parse_args(argv))
         preimport = [name for name in ns.pop("preimport").split(",") if name]
-        config = ServeConfig.from_env(ns.pop("model"), **ns)
+        config = config_from_args(ns)
         share_cores(config.workers)
         logging.basicConfig(
             level=config.log_level.upper(),
@@ -169,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         if config.preload == "never":
             from ..descriptor import ModelDescriptor
 
-            ModelDescriptor.read(config.model_path)  # a directory that is no model fails here, exit 3
+            for served in config.served_models():  # a directory that is no model fails here, exit 3
+                ModelDescriptor.read(served.path)
             from ..pyfunc import load_model  # noqa: F401  # what every worker imports, shared
             from .app import create_app  # noqa: F401
 
@@ -190,15 +226,19 @@ def main(argv: list[str] | None = None) -> int:
                     kept - threads_at_start,
                 )
                 new = [name for name in sys.modules if name not in modules_before]
-                reexec_loading_in_workers(config, modules_to_share(new, config.model_path))
+                model_dirs = [served.path for served in config.served_models()]
+                reexec_loading_in_workers(config, modules_to_share(new, model_dirs))
             server = ScoringServer(app, config)
     except ModelpackError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     where = "in each worker" if config.preload == "never" else "before fork"
+    served = config.served_models()
+    what = (str(config.model_path) if len(served) == 1
+            else f"{len(served)} models ({', '.join(m.name for m in served)})")
     logger.info(
-        "Serving %s on %s:%d with %d worker(s), model loaded %s",
-        config.model_path, config.host, config.port, config.workers, where,
+        "Serving %s on %s:%d with %d worker(s), model%s loaded %s",
+        what, config.host, config.port, config.workers, "s" if len(served) > 1 else "", where,
     )
     # Everything loaded so far lives as long as the workers: keep the garbage collector from
     # walking (and so writing to, and un-sharing) the pages they inherit from this process.

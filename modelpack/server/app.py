@@ -9,7 +9,7 @@ from flask import Flask, Response, request
 
 from .. import __version__
 from ..config import ServeConfig
-from ..errors import InputMismatchError, InvalidInputError
+from ..errors import EndpointNotFoundError, InputMismatchError, InvalidInputError, quote
 from .decode import RequestDecoder
 from .encode import encode_predictions
 from .errors import payload_too_large, to_response
@@ -17,16 +17,85 @@ from .errors import payload_too_large, to_response
 JSON = "application/json"
 #: ``app.extensions`` key of the app's :class:`Readiness` (gunicorn.py runs its check as each worker starts).
 READINESS = "modelpack.readiness"
+#: ``app.extensions`` key of the app's endpoints, by model name.
+ENDPOINTS = "modelpack.endpoints"
 
 
-def create_app(model: Any, config: ServeConfig) -> Flask:
-    """A Flask app scoring ``model`` (a loaded :class:`~modelpack.pyfunc.PyFuncModel`)."""
+class Endpoint:
+    """One served model: its decoder (the fast path or not, decided once), readiness and metadata."""
+
+    def __init__(self, name: str, model: Any, config: ServeConfig, source: str | None = None) -> None:
+        self.name = name
+        self.model = model
+        self.source = source or str(model.model_dir)
+        self.max_body_bytes = config.max_body_bytes
+        self.decode = RequestDecoder.for_model(model, config.max_body_bytes)
+        self.readiness = Readiness(model, self.decode)
+        self.metadata = _metadata_body(model)
+
+    def invoke(self) -> Response:
+        """Score the current request's body with this model: decode -> predict -> encode."""
+        length, limit = request.content_length, self.max_body_bytes
+        if length is not None and length > limit:  # refused before reading it
+            raise payload_too_large(limit)
+        if length is None and len(request.get_data()) >= limit and request.environ["wsgi.input"].read(1):
+            # chunked: MAX_CONTENT_LENGTH stops reading at the limit without an error; a byte more is too large
+            raise payload_too_large(limit)
+        data, params = self.decode(request.content_type, request.get_data(cache=False))
+        try:
+            predictions = self.model.predict(data, params=params)
+        except InvalidInputError as exc:
+            # read, but not fitting the model (its signature, a flavor's own checks): INVALID_PARAMETER_VALUE,
+            # MLflow's code for a failed schema enforcement; faults of the body itself (the decoder's) stay
+            # BAD_REQUEST
+            if type(exc) is InvalidInputError:
+                raise InputMismatchError(exc.message, exc.detail) from exc
+            raise
+        return Response(encode_predictions(predictions), mimetype=JSON)
+
+    def ready_response(self) -> Response:
+        """200 once this model answered its serving example in this worker, else 503 saying why."""
+        readiness = self.readiness
+        if not readiness.ready:
+            readiness.check()  # normally done already, as the worker started (gunicorn.py)
+            if not readiness.ready:
+                return Response(readiness.failure, status=503, mimetype=JSON)
+        return Response(b'{"status":"ok"}', mimetype=JSON)
+
+    def listing(self) -> dict[str, Any]:
+        """This model's entry in ``GET /models``."""
+        prefix = f"/models/{self.name}"
+        return {"name": self.name, "source": self.source, "flavor": _flavor_name(self.model),
+                "ready": self.readiness.ready, "invocations": f"{prefix}/invocations",
+                "metadata": f"{prefix}/metadata", "ready_url": f"{prefix}/ready"}
+
+
+def create_app(models: Any, config: ServeConfig, sources: dict[str, str] | None = None) -> Flask:
+    """A Flask app scoring ``models``: one loaded :class:`~modelpack.pyfunc.PyFuncModel`, or a dict of them by
+    name (each at ``/models/<name>/...``; ``/invocations`` and ``/metadata`` serve a server's only model)."""
+    if not isinstance(models, dict):
+        models = {config.served_models()[0].name: models}
+    sources = sources or {}
     app = Flask("modelpack.server")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     version = __version__.encode()
-    metadata = _metadata_body(model)
-    decode = RequestDecoder.for_model(model, config.max_body_bytes)  # the fast path or not, decided once
-    readiness = app.extensions[READINESS] = Readiness(model, decode)
+    endpoints = {name: Endpoint(name, model, config, sources.get(name)) for name, model in models.items()}
+    app.extensions[ENDPOINTS] = endpoints
+    readiness = app.extensions[READINESS] = AllReady([e.readiness for e in endpoints.values()])
+    only = next(iter(endpoints.values())) if len(endpoints) == 1 else None
+
+    def endpoint(name: str) -> Endpoint:
+        found = endpoints.get(name)
+        if found is None:
+            raise EndpointNotFoundError(f"No model named {quote(name)} on this server; it serves "
+                                        f"{sorted(endpoints)} (GET /models)")
+        return found
+
+    def the_only_model() -> Endpoint:
+        if only is None:
+            raise EndpointNotFoundError(f"This server serves several models: use /models/<name>/invocations "
+                                        f"and /models/<name>/metadata with a name of {sorted(endpoints)}")
+        return only
 
     @app.get("/ping", provide_automatic_options=False)
     @app.get("/health", provide_automatic_options=False)
@@ -44,27 +113,33 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
 
     @app.get("/metadata", provide_automatic_options=False)
     def get_metadata() -> Response:
-        return Response(metadata, mimetype=JSON)
+        return Response(the_only_model().metadata, mimetype=JSON)
 
-    @app.post("/invocations", provide_automatic_options=False)
-    def invocations() -> Response:
-        length, limit = request.content_length, config.max_body_bytes
-        if length is not None and length > limit:  # refused before reading it
-            raise payload_too_large(limit)
-        if length is None and len(request.get_data()) >= limit and request.environ["wsgi.input"].read(1):
-            # chunked: MAX_CONTENT_LENGTH stops reading at the limit without an error; a byte more is too large
-            raise payload_too_large(limit)
-        data, params = decode(request.content_type, request.get_data(cache=False))
-        try:
-            predictions = model.predict(data, params=params)
-        except InvalidInputError as exc:
-            # read, but not fitting the model (its signature, a flavor's own checks): INVALID_PARAMETER_VALUE,
-            # MLflow's code for a failed schema enforcement; faults of the body itself (the decoder's) stay
-            # BAD_REQUEST
-            if type(exc) is InvalidInputError:
-                raise InputMismatchError(exc.message, exc.detail) from exc
-            raise
-        return Response(encode_predictions(predictions), mimetype=JSON)
+    if only is not None:
+        app.add_url_rule("/invocations", "invocations", only.invoke, methods=["POST"],
+                         provide_automatic_options=False)
+    else:
+        @app.post("/invocations", provide_automatic_options=False)
+        def invocations() -> Response:
+            return the_only_model().invoke()
+
+    @app.get("/models", provide_automatic_options=False)
+    def list_models() -> Response:
+        import orjson
+
+        return Response(orjson.dumps({"models": [e.listing() for e in endpoints.values()]}), mimetype=JSON)
+
+    @app.post("/models/<name>/invocations", provide_automatic_options=False)
+    def model_invocations(name: str) -> Response:
+        return endpoint(name).invoke()
+
+    @app.get("/models/<name>/metadata", provide_automatic_options=False)
+    def model_metadata(name: str) -> Response:
+        return Response(endpoint(name).metadata, mimetype=JSON)
+
+    @app.get("/models/<name>/ready", provide_automatic_options=False)
+    def model_ready(name: str) -> Response:
+        return endpoint(name).ready_response()
 
     @app.errorhandler(Exception)
     def handle_error(exc: Exception) -> Response:
@@ -75,6 +150,25 @@ def create_app(model: Any, config: ServeConfig) -> Flask:
     # (provide_automatic_options=False above): Flask would answer it 200 with an empty text/html body.
     app.config["TRAP_HTTP_EXCEPTIONS"] = True
     return app
+
+
+class AllReady:
+    """The readiness of every model of a server: ready when each is (``/ping``, and each worker's warm-up)."""
+
+    def __init__(self, parts: list[Readiness]) -> None:
+        self.parts = parts
+
+    @property
+    def ready(self) -> bool:
+        return all(part.ready for part in self.parts)
+
+    @property
+    def failure(self) -> bytes:
+        return next((part.failure for part in self.parts if not part.ready), b"")
+
+    def check(self) -> None:
+        for part in self.parts:
+            part.check()
 
 
 class Readiness:
@@ -141,3 +235,9 @@ def _metadata_body(model: Any) -> bytes:
     summary.pop("path")
     summary["server"] = {"modelpack_version": __version__, "python_version": platform.python_version()}
     return orjson.dumps(summary)
+
+
+def _flavor_name(model: Any) -> str | None:
+    """The flavor a model was saved with (the first that is not python_function), for listings."""
+    flavors = getattr(getattr(model, "metadata", None), "flavors", None) or {}
+    return next((name for name in flavors if name != "python_function"), None)
