@@ -114,6 +114,8 @@ class ServeConfig:
     worker_class: str = "buffered"
     log_level: str = "info"
     preload: str = "auto"
+    #: seconds between looks at the model URIs (``--watch``; 0: only SIGHUP reloads)
+    watch_interval: int = 0
 
     @classmethod
     def from_env(cls, model_path: Path, **overrides: object) -> ServeConfig:
@@ -127,6 +129,7 @@ class ServeConfig:
             "worker_class": env_str("MODELPACK_WORKER_CLASS", "buffered"),
             "log_level": env_str("MODELPACK_LOG_LEVEL", "info"),
             "preload": env_str("MODELPACK_PRELOAD", "auto").strip().lower() or "auto",
+            "watch_interval": env_int("MODELPACK_WATCH_INTERVAL", 0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["preload"] not in PRELOAD_MODES:
@@ -158,4 +161,5 @@ class ServeConfig:
             "--max-body-bytes", str(self.max_body_bytes),
             "--worker-class", self.worker_class,
             "--log-level", self.log_level,
+            *(["--watch-interval", str(self.watch_interval)] if self.watch_interval else []),
         ]

@@ -35,12 +35,18 @@ trust_loader_module_option = click.option(
               help="Number of gunicorn worker processes (MODELPACK_WORKERS, default 1).")
 @click.option("-t", "--timeout", type=click.IntRange(min=1), default=None,
               help="Seconds a request may take before its worker is restarted (MODELPACK_TIMEOUT, default 60).")
+@click.option("--watch", is_flag=True,
+              help="Look up a model named by alias (models:/NAME@ALIAS or models:/NAME/latest) every "
+                   "--watch-interval seconds and serve the version it names, as on SIGHUP.")
+@click.option("--watch-interval", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="Seconds between looks with --watch (MODELPACK_WATCH_INTERVAL, default 10).")
 @env_manager_option
 @python_option
 @trust_loader_module_option
 def serve(model_uris: list[tuple[str, str]], port: int | None, host: str | None, workers: int | None,
-          timeout: int | None, env_manager: str, python: str | None, trusted_loader_modules: tuple[str, ...]) -> None:
-    from ..config import ServeConfig, ServedModel, export_trusted_loader_modules
+          timeout: int | None, watch: bool, watch_interval: int | None, env_manager: str, python: str | None,
+          trusted_loader_modules: tuple[str, ...]) -> None:
+    from ..config import ServeConfig, ServedModel, env_int, export_trusted_loader_modules
     from ..descriptor import ModelDescriptor
     from ..model_uri import resolve_model_uri
     from .prepare_env import environment_python
@@ -54,8 +60,15 @@ def serve(model_uris: list[tuple[str, str]], port: int | None, host: str | None,
     if env_manager != "local" and len(models) > 1:
         check_one_environment(models)
     model_dir = models[0].path
+    if watch:
+        if not any(is_moving_uri(uri) for _, uri in model_uris):
+            raise click.UsageError("--watch follows a model named by alias: give -m models:/NAME@ALIAS or "
+                                   "models:/NAME/latest (a path or a fixed version never changes)")
+        watch_interval = watch_interval or env_int("MODELPACK_WATCH_INTERVAL", 0) or 10
+    else:
+        watch_interval = None
     config = ServeConfig.from_env(model_dir, models=tuple(models), port=port, host=host, workers=workers,
-                                  timeout=timeout)
+                                  timeout=timeout, watch_interval=watch_interval)
     python = environment_python(model_dir, env_manager, python)
     argv = [python, "-m", "modelpack.server", *config.to_args()]
     sys.stdout.flush()
@@ -84,3 +97,8 @@ def check_one_environment(models: list) -> None:
             f"and one server runs all its models in one process: run one server per environment "
             f"(modelpack serve -m {first.name}=... -p PORT1; modelpack serve -m {other.name}=... -p PORT2), "
             f"or --env-manager local to run them all in this interpreter as it is")
+
+
+def is_moving_uri(uri: str) -> bool:
+    """Whether ``uri`` may name another model later: a registered model by alias or as its latest version."""
+    return uri.startswith("models:/") and ("@" in uri or uri.rstrip("/").endswith("/latest"))

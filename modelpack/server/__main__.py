@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker-class")
     parser.add_argument("--log-level")
     parser.add_argument("--preload", choices=PRELOAD_MODES)
+    parser.add_argument("--watch-interval", type=int)
     # internal: modules (comma-separated) a ``--preload never`` master imports, for its workers to share
     parser.add_argument("--preimport", default="", help=argparse.SUPPRESS)
     return parser
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             if kept is not None and threads_at_start is not None and kept > threads_at_start:
                 logger.warning("Importing the model's libraries started threads: restarting without them")
                 reexec_loading_in_workers(config, [])
-            server = ScoringServer(None, config, load_app=lambda: load_app_in_worker(config))
+            server = ScoringServer(None, config, load_app=load_app_in_worker)
         else:
             modules_before = set(sys.modules)
             app = load_app(config)

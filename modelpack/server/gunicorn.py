@@ -19,17 +19,22 @@ graceful stop (which gunicorn turns into SIGQUIT for the workers), still stop at
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
-from ..config import ServeConfig
+from ..config import ServeConfig, ServedModel
+
+logger = logging.getLogger("modelpack.server")
 
 #: Short names of worker classes; any other value goes to gunicorn as is ("sync", "gthread", a dotted path).
 WORKER_CLASSES = {"buffered": "modelpack.server.worker.BufferingWorker"}
@@ -40,10 +45,18 @@ def bind_address(host: str, port: int) -> str:
 
 
 class GracefulInterruptArbiter(Arbiter):
-    """gunicorn's master, except that SIGINT stops it gracefully, exactly as SIGTERM does."""
+    """gunicorn's master, except that SIGINT stops it gracefully, exactly as SIGTERM does, and that with
+    ``--watch`` it checks, between its rounds, whether a model's alias points elsewhere (then reloads as on HUP)."""
 
     def handle_int(self) -> None:
         self.handle_term()
+
+    def manage_workers(self) -> None:
+        super().manage_workers()
+        app = self.app
+        if isinstance(app, ScoringServer) and app.watch_due():
+            self.log.info("A watched model URI now names another model: reloading")
+            self.reload()
 
 
 def sigint_stops_worker_gracefully(worker: Worker) -> None:
@@ -89,13 +102,66 @@ class ScoringServer(BaseApplication):
     """gunicorn master configured from a :class:`ServeConfig`, serving a WSGI app: ``app``, loaded in the
     master before fork, or, with ``app=None``, the one ``load_app()`` returns in each worker after fork."""
 
-    def __init__(self, app: Any, config: ServeConfig, load_app: Callable[[], Any] | None = None) -> None:
+    def __init__(self, app: Any, config: ServeConfig, load_app: Callable[[ServeConfig], Any] | None = None) -> None:
         if (app is None) == (load_app is None):
             raise ValueError("give exactly one of app and load_app")
         self.application = app
         self.load_app = load_app
         self.serve_config = config
+        self.next_watch = time.monotonic() + config.watch_interval if config.watch_interval else None
         super().__init__()
+
+    # -- reload: SIGHUP, or --watch ---------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """On SIGHUP (gunicorn's ``Arbiter.reload`` calls this before it starts new workers and retires the old
+        ones gracefully): resolve each model's URI again and load what it names now. If that fails, the workers
+        that start keep serving the models loaded before, and the failure is logged."""
+        super().reload()
+        try:
+            self.reload_models()
+        except Exception as exc:  # a model that does not load (or a registry that does not answer)
+            from ..errors import ModelpackError
+
+            message = exc.message if isinstance(exc, ModelpackError) else f"{type(exc).__name__}: {exc}"
+            logger.error("Reload failed, still serving the models loaded before: %s", message,
+                         exc_info=not isinstance(exc, ModelpackError))
+            reload_failed(self.serve_config)
+
+    def reload_models(self) -> None:
+        """Load the models the URIs name now: in this (master) process when it loaded them before fork, else in
+        a forked child that only checks they load (each new worker loads its own after fork)."""
+        import dataclasses
+        import gc
+
+        config = dataclasses.replace(self.serve_config, models=resolve_again(self.serve_config))
+        if self.application is None:
+            check_loads_in_child(config)
+            self.serve_config = config
+            logger.info("Reloaded: new workers load %s", describe_models(config))
+            return
+        from .__main__ import load_app
+
+        gc.unfreeze()  # let the models loaded before be collected once no worker refers to them
+        app = load_app(config)
+        self.application = self.callable = app
+        self.serve_config = config
+        gc.collect()
+        gc.freeze()
+        logger.info("Reloaded: new workers serve %s", describe_models(config))
+
+    def watch_due(self) -> bool:
+        """With ``--watch``: whether it is time to look again and a model URI names another directory now."""
+        if self.next_watch is None or time.monotonic() < self.next_watch:
+            return False
+        self.next_watch = time.monotonic() + self.serve_config.watch_interval
+        try:
+            models = resolve_again(self.serve_config)
+        except Exception as exc:
+            logger.warning("--watch: cannot resolve the model URIs now (%s); trying again in %d s",
+                           exc, self.serve_config.watch_interval)
+            return False
+        return [m.path for m in models] != [m.path for m in self.serve_config.served_models()]
 
     def load_config(self) -> None:
         c = self.serve_config
@@ -123,7 +189,7 @@ class ScoringServer(BaseApplication):
     def load(self) -> Any:
         if self.application is None:  # in a worker, after fork (preload_app is off)
             assert self.load_app is not None
-            self.application = self.load_app()
+            self.application = self.load_app(self.serve_config)
         return self.application
 
     def run(self) -> None:
@@ -133,3 +199,48 @@ class ScoringServer(BaseApplication):
         except RuntimeError as exc:
             logging.getLogger(__name__).error("Error: %s", exc)
             sys.exit(1)
+
+
+def resolve_again(config: ServeConfig) -> tuple[ServedModel, ...]:
+    """Each model of ``config`` with the directory its URI names now (``models:/name@alias`` may have moved)."""
+    from ..model_uri import resolve_model_uri
+
+    return tuple(ServedModel(m.name, Path(resolve_model_uri(m.uri)).absolute() if m.uri else m.path, m.uri)
+                 for m in config.served_models())
+
+
+def check_loads_in_child(config: ServeConfig) -> None:
+    """Load ``config``'s models in a forked child that then exits (the master must not keep a model's threads):
+    ModelpackError here if they do not load."""
+    from ..errors import ModelLoadError
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's result is its exit status
+        code = 1
+        try:
+            from .__main__ import load_models
+
+            load_models(config)
+            code = 0
+        except BaseException as exc:
+            logging.getLogger("modelpack.server").error("Reload: %s", getattr(exc, "message", exc))
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise ModelLoadError(f"the models do not load: {describe_models(config)} (see the lines above)")
+
+
+def describe_models(config: ServeConfig) -> str:
+    return ", ".join(f"{m.name}={m.path}" for m in config.served_models())
+
+
+def reload_failed(config: ServeConfig) -> None:
+    """Count a failed reload where the metrics are (the metrics module, when it is on)."""
+    try:
+        from . import metrics
+    except ImportError:
+        return
+    hook = getattr(metrics, "count_reload_failure", None)
+    if hook is not None:
+        hook(config)
