@@ -50,6 +50,7 @@ BODY_IDLE_TIMEOUT = 10.0  # longest pause while a body arrives
 BUFFER_BUDGET_FACTOR = 2  # unfinished requests of one worker may buffer this many times the body limit
 RECV_BYTES = 256 * 1024
 ACCEPT_BATCH = 16  # connections accepted per wake-up (the other workers get the rest)
+DRAIN_IDLE_GRACE = 1.0  # seconds an idle keep-alive connection still gets once the worker is told to stop
 LINGER_SECONDS = 2.0  # how long a closing connection's remaining request bytes are read and dropped
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Payload Too Large", 414: "URI Too Long",
@@ -171,10 +172,14 @@ class BufferingWorker(Worker):
     def _drain(self) -> None:
         """After the stop signal: finish what is buffered or being written, for up to ``graceful_timeout``."""
         self._set_accepting(False)
-        deadline = time.monotonic() + self.cfg.graceful_timeout
+        now = time.monotonic()
+        deadline = now + self.cfg.graceful_timeout
         for conn in list(self.connections.values()):
             if not conn.outbuf and not conn.started:
-                self._close(conn)  # idle keep-alive connection; the others close after their answer (_flush)
+                # An idle keep-alive connection: its client may be sending its next request right now, and
+                # closing would reset it (a failed request during a reload). What arrives within
+                # DRAIN_IDLE_GRACE is answered with "Connection: close"; then it closes (_expire).
+                conn.deadline = min(conn.deadline, now + DRAIN_IDLE_GRACE)
         while self.connections and time.monotonic() < deadline:
             self.notify()
             self._poll(0.2)
