@@ -299,7 +299,7 @@ class BufferingWorker(Worker):
             if conn.sock.fileno() < 0:
                 return
         if not conn.inbuf and not conn.outbuf:
-            conn.deadline = now + self.cfg.keepalive
+            conn.deadline = now + (self.cfg.keepalive if self.alive else DRAIN_IDLE_GRACE)
             conn.started = 0.0
 
     def _wait_for_rest(self, conn: _Connection, now: float) -> None:
@@ -336,9 +336,11 @@ class BufferingWorker(Worker):
             conn.deadline = time.monotonic() + max(self.cfg.timeout, BODY_IDLE_TIMEOUT)
             self._watch(conn, selectors.EVENT_WRITE)
             return
-        if conn.close_after_write or not self.alive:
+        if conn.close_after_write:
             self._linger(conn)
             return
+        if not self.alive:  # stopping, after an answer that promised keep-alive: as for idle ones in _drain
+            conn.deadline = min(conn.deadline, time.monotonic() + DRAIN_IDLE_GRACE)
         self._watch(conn, selectors.EVENT_READ)
 
     # -- requests -------------------------------------------------------------------------------------------------
