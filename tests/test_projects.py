@@ -460,6 +460,22 @@ def test_a_command_that_ignores_ctrl_c_is_killed_by_the_second(project, tracking
     assert (got.info.status, got.data.tags["modelpack.project.exitCode"]) == ("KILLED", str(128 + signal.SIGKILL))
 
 
+def test_ctrl_c_is_handled_when_modelpack_run_starts_with_it_blocked(project, tracking, tmp_path):
+    """A blocked signal mask is inherited through fork and exec (a supervisor, a thread of a test runner):
+    `modelpack run` unblocks the signals it forwards, for itself and so for the command it starts."""
+    out = tmp_path / "sleepy.json"
+    proc = subprocess.Popen([sys.executable, "-m", "modelpack.cli", "run", str(project), "-e", "sleepy", "-P",
+                             f"out={out}", "--env-manager", "local"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "MODELPACK_TRACKING_URI": str(tmp_path / "mlruns")},
+                            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
+    seen = wait_for(out, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Stopping the command (SIGINT)" in stderr, stderr
+    assert modelpack.get_run(seen["run_id"]).data.tags["modelpack.project.exitCode"] == "130"
+
+
 def test_sigterm_stops_the_command_and_then_modelpack_run(project, tracking, tmp_path):
     proc, seen = _start_sleepy(project, tmp_path)
     proc.send_signal(signal.SIGTERM)

@@ -268,11 +268,15 @@ class _Interrupts:
         self._proc: subprocess.Popen[bytes] | None = None
         self._timer: threading.Timer | None = None
         self._previous: dict[int, Any] = {}
+        self._blocked: set[int] = set()
 
     def __enter__(self) -> _Interrupts:
         if threading.current_thread() is threading.main_thread():
             for sig in FORWARDED:
                 self._previous[sig] = signal.signal(sig, self._received)
+            # A signal mask is inherited through fork and exec: if whatever started this process blocked one of
+            # these, neither the handler here nor the command (which inherits the mask) would ever see it.
+            self._blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED) & set(FORWARDED)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -281,6 +285,9 @@ class _Interrupts:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous.clear()
+        if self._blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, self._blocked)
+            self._blocked = set()
 
     def started(self, proc: subprocess.Popen[bytes]) -> None:
         self._proc = proc
