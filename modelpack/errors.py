@@ -75,11 +75,19 @@ class ModelpackError(Exception):
 
 
 class InvalidInputError(ModelpackError):
-    """The input cannot be scored: malformed body, wrong columns, wrong types."""
+    """The input cannot be scored: malformed body, wrong columns, wrong types.
+
+    ``columns`` names the input columns (or tensors) at fault as the model's signature names them (an unnamed
+    column by its position), when the error is about some: structured, for the server's metrics, which must
+    not read it out of the message."""
 
     error_code = "BAD_REQUEST"
     status = 400
     exit_code = 2
+
+    def __init__(self, message: str, detail: str = "", columns: Iterable[Any] = ()) -> None:
+        super().__init__(message, detail)
+        self.columns: tuple[str, ...] = tuple(str(c) for c in columns)
 
 
 class MalformedRequestError(InvalidInputError):
@@ -111,6 +119,15 @@ class PayloadTooLargeError(ModelpackError):
 
     error_code = "PAYLOAD_TOO_LARGE"
     status = 413
+    exit_code = 2
+
+
+class NotAcceptableError(ModelpackError):
+    """The request's ``Accept`` names no type the server answers in, or the predictions cannot be written in the
+    one it names (HTTP only)."""
+
+    error_code = "NOT_ACCEPTABLE"
+    status = 406
     exit_code = 2
 
 
@@ -215,8 +232,8 @@ def for_http_status(status: int, message: str) -> ModelpackError:
 
 #: The classes whose ``status`` stands for that HTTP status when werkzeug raised it.
 _HTTP_ERRORS = (InvalidInputError, EndpointNotFoundError, MethodNotAllowedError, PayloadTooLargeError,
-                UnsupportedMediaTypeError, RequestTimeoutError, HeadersTooLargeError, ServerBusyError,
-                PredictionTimeoutError)
+                NotAcceptableError, UnsupportedMediaTypeError, RequestTimeoutError, HeadersTooLargeError,
+                ServerBusyError, PredictionTimeoutError)
 
 __all__ = [
     "EndpointNotFoundError",
@@ -227,6 +244,7 @@ __all__ = [
     "InvalidInputError",
     "MalformedRequestError",
     "MethodNotAllowedError",
+    "NotAcceptableError",
     "ModelLoadError",
     "ModelSaveError",
     "ModelpackError",

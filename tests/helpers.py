@@ -107,3 +107,19 @@ def checkout_copy(dest: Path, root: Path = ROOT) -> Path:
         else:
             shutil.copy2(source, target)
     return dest
+
+
+def ok(resp: requests.Response):
+    """The predictions of a 200 JSON answer."""
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Content-Type"].startswith("application/json")
+    return resp.json()["predictions"]
+
+
+def error(resp: requests.Response, status: int, code: str) -> str:
+    """The message of a JSON error answer with ``status`` and ``code``."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"].startswith("application/json")
+    body = resp.json()
+    assert body["error_code"] == code, body
+    return body["message"]

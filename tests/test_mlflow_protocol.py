@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from helpers import Server, start_server
+from helpers import Server, error, ok, start_server
 
 import modelpack
 from modelpack.signature import ColSpec, ModelSignature, ParamSchema, ParamSpec, Schema, TensorSpec
@@ -193,21 +193,6 @@ def optional_server(request, tmp_path_factory) -> Server:
     return _module_server(request, tmp_path_factory, "optional_dir")
 
 
-def ok(resp: requests.Response):
-    assert resp.status_code == 200, resp.text
-    assert resp.headers["Content-Type"].startswith(JSON)
-    return resp.json()["predictions"]
-
-
-def error(resp: requests.Response, status: int, code: str) -> str:
-    """The message of a JSON error answer with ``status`` and ``code``."""
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"].startswith(JSON)
-    body = resp.json()
-    assert body["error_code"] == code, body
-    return body["message"]
-
-
 def split_of(frame: pd.DataFrame) -> bytes:
     """``{"dataframe_split": frame.to_dict(orient="split")}``, index included, as MLflow's client writes it."""
     return json.dumps({"dataframe_split": frame.to_dict(orient="split")}).encode()
@@ -287,7 +272,8 @@ def test_records_and_split_score(knn_server, knn, iris, orient, content_type):
 def test_unsupported_content_type_is_415(knn_server, iris):
     body = pd.DataFrame(iris[0]).to_json(orient="split")
     message = error(knn_server.post(body, "not_a_supported_content_type"), 415, "UNSUPPORTED_MEDIA_TYPE")
-    assert "use one of ['application/json', 'application/vnd.apache.parquet', 'text/csv']" in message
+    assert ("use one of ['application/json', 'application/vnd.apache.arrow.file', "
+            "'application/vnd.apache.arrow.stream', 'application/vnd.apache.parquet', 'text/csv']") in message
 
 
 @pytest.mark.parametrize("content_type, fragment", [

@@ -4,7 +4,8 @@ JSON bodies carry exactly one of the keys in :data:`JSON_FORMATS` (plus optional
 ``params``), or are a bare pandas split object ``{"columns": [...], "data": [[...]]}``;
 other top-level keys next to a format key are ignored with a warning in the log, as MLflow's
 scoring server ignores them. ``text/csv`` bodies have a header row;
-``application/vnd.apache.parquet`` bodies are read by pandas with pyarrow (the ``arrow`` extra).
+``application/vnd.apache.parquet`` bodies are read by pandas with pyarrow (the ``arrow`` extra), and so are
+Arrow IPC bodies (``application/vnd.apache.arrow.stream``, or ``.file``; :func:`decode_arrow`).
 JSON is read by orjson; a body orjson refuses is read again by Python's ``json``, which is what
 MLflow's server reads with: the bare ``NaN``, ``Infinity`` and ``-Infinity`` that Python's
 ``json.dumps`` (and so MLflow's client) writes, numbers past a double (``1e400``, infinity), a
@@ -28,7 +29,7 @@ import json
 import logging
 import re
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -40,7 +41,6 @@ from ..config import DEFAULT_MAX_BODY_BYTES
 from ..errors import (
     InvalidInputError,
     MalformedRequestError,
-    PayloadTooLargeError,
     UnsupportedMediaTypeError,
     quote,
     quote_names,
@@ -49,11 +49,11 @@ from ..float_rows import FloatRows, numbers_only_after_data
 from ..float_rows import from_csv as float_rows_from_csv
 from ..float_rows import from_records as float_rows_from_records
 from ..float_rows import from_split as float_rows_from_split
+from .decode_columnar import ARROW_FILE, ARROW_STREAM, PARQUET, decode_arrow, decode_parquet
 
 SPLIT_KEYS = frozenset({"columns", "data", "index"})
 JSON = "application/json"
 CSV = "text/csv"
-PARQUET = "application/vnd.apache.parquet"
 
 logger = logging.getLogger("modelpack.server")
 
@@ -437,41 +437,6 @@ def _check_quoted_csv(body: bytes) -> None:
         _wrong_field_count(bad[0], len(rows[bad[0] + 1]), len(names), len(bad))
 
 
-def decode_parquet(body: bytes, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> tuple[pd.DataFrame, None]:
-    """Decode a Parquet body (what ``DataFrame.to_parquet()`` writes) with pandas and pyarrow, as MLflow 3 does.
-
-    pyarrow is the optional ``arrow`` extra: without it the body is a 415 saying how to install it. A small
-    Parquet body can hold a table far larger than its bytes (a column of one repeated value compresses to
-    almost nothing), so the table its footer declares is checked first: at most ``max_body_bytes // 2``
-    cells (what the largest JSON body could hold) and ``4 * max_body_bytes`` bytes decoded, else 413."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise UnsupportedMediaTypeError(
-            f"Content-Type {quote(PARQUET)} needs pyarrow, which is not installed where the model is served; "
-            "install it with: pip install 'modelpack[arrow]' (or send application/json or text/csv)"
-        ) from None
-    try:
-        meta = pq.ParquetFile(io.BytesIO(body)).metadata
-        rows, columns = meta.num_rows, meta.num_columns
-        decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    except Exception as exc:  # pyarrow's errors on bytes that are no Parquet file (ArrowInvalid, OSError...)
-        raise MalformedRequestError(f"Parquet body cannot be read: {quote(str(exc), 300)}") from None
-    if rows * max(columns, 1) > max_body_bytes // 2 or decoded > 4 * max_body_bytes:
-        raise PayloadTooLargeError(
-            f"Parquet body declares {rows} rows x {columns} columns ({decoded} bytes decoded), more than the "
-            f"server takes in a request (MODELPACK_MAX_BODY_BYTES={max_body_bytes}: at most "
-            f"{max_body_bytes // 2} cells and {4 * max_body_bytes} bytes decoded)"
-        )
-    try:
-        frame = pd.read_parquet(io.BytesIO(body), engine="pyarrow")
-    except Exception as exc:
-        raise MalformedRequestError(f"Parquet body cannot be read: {quote(str(exc), 300)}") from None
-    if not len(frame.index):
-        raise InvalidInputError(f"Parquet body holds no rows ({columns} column(s)); send at least one row to score")
-    return frame, None
-
-
 Decoder = Callable[[bytes], tuple[Any, dict[str, Any] | None]]
 
 #: mimetype -> decoder, for models without and with the float-rows fast path.
@@ -492,10 +457,14 @@ class RequestDecoder:
     parameter reaches the model as sent, since nothing says which it takes."""
 
     def __init__(self, float_rows: bool, param_names: Iterable[str] | None = None,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, float_columns: Sequence[str] | None = None) -> None:
+        # Arrow bodies name their columns' types: the fast path picks the model's columns (``float_columns``)
+        columns = list(float_columns) if float_rows and float_columns else None
         self.decoders: dict[str, Decoder] = {
             **(FLOAT_ROWS_DECODERS if float_rows else DECODERS),
             PARQUET: partial(decode_parquet, max_body_bytes=max_body_bytes),
+            **{mimetype: partial(decode_arrow, float_columns=columns, max_body_bytes=max_body_bytes, mimetype=mimetype)
+               for mimetype in (ARROW_STREAM, ARROW_FILE)},
         }
         self.param_names = None if param_names is None else frozenset(param_names)
 
@@ -504,7 +473,8 @@ class RequestDecoder:
         """The decoder for a loaded :class:`~modelpack.pyfunc.PyFuncModel`."""
         signature = model.signature
         names = None if signature is None else (signature.params.names if signature.params else [])
-        return cls(model.float_rows_columns is not None, names, max_body_bytes)
+        columns = model.float_rows_columns
+        return cls(columns is not None, names, max_body_bytes, columns)
 
     def __call__(self, content_type: str | None, body: bytes) -> tuple[Any, dict[str, Any] | None]:
         """Decode ``body`` by its Content-Type (a mimetype, with or without parameters)."""

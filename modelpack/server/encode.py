@@ -1,4 +1,5 @@
-"""ENCODE: predictions -> ``{"predictions": ...}`` JSON bytes, without Python-level loops.
+"""ENCODE: predictions -> ``{"predictions": ...}`` JSON bytes, without Python-level loops; or, when the request's
+``Accept`` asks for it, an Arrow IPC stream or file or a Parquet file (:func:`encode_response`).
 
 Non-finite numbers: a prediction that is NaN, infinity or minus infinity is written as the
 literal ``NaN``, ``Infinity`` or ``-Infinity``, as MLflow's scoring server writes it and as
@@ -12,6 +13,11 @@ A pandas Series is written as the records of a one-column frame, ``[{"name": v},
 for an unnamed one), as MLflow's scoring server writes it. What orjson cannot write (integers past
 64 bits, a string holding a lone surrogate, exotic scalars) is written by the ``json`` module too;
 predictions nothing can write are the model's error (500 ``MODEL_ERROR``), never a bug's.
+
+Arrow and Parquet answers (pyarrow, the ``arrow`` extra) are one table whose rows are the predictions: an array
+or list is the column ``predictions`` (a 2-D array: a fixed-size list of its values per row), a DataFrame keeps
+its columns, a named Series is its column, a dict of outputs is a column per output. NaN stays NaN; missing
+values (None, NA, NaT) are nulls.
 """
 
 from __future__ import annotations
@@ -24,10 +30,219 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..errors import PredictionError
+from ..errors import NotAcceptableError, PredictionError, quote
 from ..example import _default
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS  # {0: p}: {"0": p}, as MLflow writes it
+
+JSON = "application/json"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+ARROW_FILE = "application/vnd.apache.arrow.file"
+PARQUET = "application/vnd.apache.parquet"
+#: The response types, in the server's order of preference: JSON (MLflow's answer) first.
+OFFERED = (JSON, ARROW_STREAM, ARROW_FILE, PARQUET)
+#: Accept headers that mean JSON, answered without parsing them (what clients send nearly always).
+_JSON_ACCEPTS = frozenset({"*/*", JSON, "application/*", "application/json, */*"})
+#: The column of an array's predictions in an Arrow or Parquet answer.
+PREDICTIONS = "predictions"
+
+
+def response_type(accept: str | None) -> str:
+    """The mimetype to answer in for this ``Accept`` header (:func:`negotiate`; NotAcceptableError, 406, before
+    the model runs); the common headers are JSON at once."""
+    if not accept or accept in _JSON_ACCEPTS:
+        return JSON
+    return negotiate(accept)
+
+
+def encode_as(predictions: Any, mimetype: str) -> bytes:
+    """``predictions`` as a response body of ``mimetype`` (one :func:`response_type` gave)."""
+    if mimetype == JSON:
+        return encode_predictions(predictions)
+    return encode_table(predictions, mimetype)
+
+
+def encode_response(predictions: Any, accept: str | None) -> tuple[bytes, str]:
+    """The response body and its mimetype for ``predictions``, in the type the ``Accept`` header prefers
+    (:func:`negotiate`): JSON (:func:`encode_predictions`) unless it asks for Arrow or Parquet."""
+    mimetype = response_type(accept)
+    return encode_as(predictions, mimetype), mimetype
+
+
+_negotiated: dict[str, str | NotAcceptableError] = {}
+_NEGOTIATED_LIMIT = 256  # distinct Accept headers remembered (a client's headers are unbounded),
+_NEGOTIATED_LENGTH = 512  # up to this many characters each
+
+
+def negotiate(accept: str) -> str:
+    """The type of :data:`OFFERED` the ``Accept`` header prefers (RFC 9110): the highest ``q``; then the most
+    specific range (``application/vnd.apache.parquet`` over ``*/*``); then the range the client lists first;
+    then the server's order. A range with ``q=0`` refuses its types. A header without one well-formed media
+    range is as none: JSON. NotAcceptableError (406) when it accepts none of them, naming those there are (and
+    the ``arrow`` extra, without pyarrow). Remembered per header."""
+    found = _negotiated.get(accept)
+    if found is None:
+        try:
+            found = _choose(accept)
+        except NotAcceptableError as exc:
+            found = exc
+        if len(_negotiated) < _NEGOTIATED_LIMIT and len(accept) <= _NEGOTIATED_LENGTH:
+            _negotiated[accept] = found
+    if isinstance(found, NotAcceptableError):
+        raise NotAcceptableError(found.message)
+    return found
+
+
+def _choose(accept: str) -> str:
+    ranges = _media_ranges(accept)
+    if not ranges:
+        return JSON
+    offered = OFFERED if _has_pyarrow() else (JSON,)
+    chosen = _best(ranges, offered)
+    if chosen is not None:
+        return chosen
+    shown = quote(accept, 200)
+    if offered != OFFERED and _best(ranges, OFFERED) is not None:
+        raise NotAcceptableError(
+            f"Accept {shown} asks for Arrow or Parquet, which need pyarrow, not installed where the model is "
+            f"served: install it with pip install 'modelpack[arrow]', or accept {JSON}"
+        )
+    raise NotAcceptableError(f"Accept {shown} accepts none of the types this server answers in: {list(offered)}")
+
+
+def _media_ranges(accept: str) -> list[tuple[str, str, float]]:
+    """The header's well-formed media ranges as (type, subtype, q), lowercase, in the client's order; a malformed
+    range or ``q`` is left out, and so are parameters other than ``q``."""
+    ranges = []
+    for part in accept.split(","):
+        media, *parameters = part.split(";")
+        kind, slash, sub = media.strip().lower().partition("/")
+        if not slash or not kind or not sub or (kind == "*" and sub != "*"):
+            continue
+        q: float | None = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                q = _quality(value)
+                break
+        if q is not None:
+            ranges.append((kind, sub, q))
+    return ranges
+
+
+def _quality(value: str) -> float | None:
+    """A ``q`` value, 0 to 1, or None when it is none."""
+    try:
+        q = float(value.strip())
+    except ValueError:
+        return None
+    return q if 0 <= q <= 1 else None  # NaN too
+
+
+def _best(ranges: list[tuple[str, str, float]], offered: tuple[str, ...]) -> str | None:
+    best, best_key = None, None
+    for server_rank, mimetype in enumerate(offered):
+        kind, _, sub = mimetype.partition("/")
+        match = None  # the most specific range matching this type decides its q
+        for client_rank, (k, s, q) in enumerate(ranges):
+            specificity = 2 if (k, s) == (kind, sub) else 1 if (k, s) == (kind, "*") else 0 if k == "*" else -1
+            if specificity >= 0 and (match is None or specificity > match[0]):
+                match = (specificity, q, client_rank)
+        if match is None or match[1] <= 0:
+            continue
+        key = (match[1], match[0], -match[2], -server_rank)
+        if best_key is None or key > best_key:
+            best, best_key = mimetype, key
+    return best
+
+
+_pyarrow: bool | None = None
+
+
+def _has_pyarrow() -> bool:
+    global _pyarrow
+    if _pyarrow is None:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            _pyarrow = False
+        else:
+            _pyarrow = True
+    return _pyarrow
+
+
+def encode_table(predictions: Any, mimetype: str) -> bytes:
+    """``predictions`` as one table (see the module doc) in ``mimetype``: an Arrow IPC stream or file, or Parquet.
+    NotAcceptableError (406) when they are no table (outputs of different lengths, values Arrow has no type for):
+    the client can ask for JSON."""
+    import pyarrow as pa
+
+    try:
+        table = _table(pa, predictions)
+        sink = pa.BufferOutputStream()
+        if mimetype == PARQUET:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, sink)
+        else:
+            with (pa.ipc.new_file if mimetype == ARROW_FILE else pa.ipc.new_stream)(sink, table.schema) as writer:
+                writer.write_table(table)
+        body: bytes = sink.getvalue().to_pybytes()
+        return body
+    except NotAcceptableError:
+        raise
+    except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+        raise NotAcceptableError(
+            f"The model's predictions ({type(predictions).__name__}) cannot be written as {mimetype}: "
+            f"{quote(str(exc), 300)}; accept {JSON} for them"
+        ) from None
+
+
+def _table(pa: Any, predictions: Any) -> Any:
+    if isinstance(predictions, pd.Series):
+        name = PREDICTIONS if predictions.name is None else predictions.name
+        predictions = predictions.to_frame(name=name)
+    if isinstance(predictions, pd.DataFrame):
+        names = [str(name) for name in predictions.columns]
+        columns = [_series_column(pa, predictions.iloc[:, i]) for i in range(predictions.shape[1])]
+    elif isinstance(predictions, dict):
+        names = [str(name) for name in predictions]
+        columns = [_column(pa, value) for value in predictions.values()]
+        lengths = {len(column) for column in columns}
+        if len(lengths) > 1:
+            raise NotAcceptableError(
+                f"The model's outputs {quote([*predictions][:20], 200)} have different lengths "
+                f"({sorted(lengths)[:10]}), which one table cannot hold; accept {JSON} for them"
+            )
+    else:
+        names, columns = [PREDICTIONS], [_column(pa, predictions)]
+    return pa.Table.from_arrays(columns, names=names)
+
+
+def _series_column(pa: Any, series: pd.Series) -> Any:
+    if isinstance(series.dtype, np.dtype):
+        return _column(pa, series.to_numpy())
+    return pa.array(series, from_pandas=True)  # pandas' own dtypes (str, nullable ints, categories): NA is null
+
+
+def _column(pa: Any, values: Any) -> Any:
+    """One column of predictions: an array's rows (n-D: nested fixed-size lists), a list's items, one value."""
+    if not isinstance(values, np.ndarray):
+        if isinstance(values, (list, tuple)):
+            return pa.array(values, from_pandas=True)
+        if isinstance(values, (pd.Series, pd.Index)):
+            return _series_column(pa, pd.Series(values))
+        values = np.asarray(values)
+    if values.ndim == 0:
+        values = values.reshape(1)
+    if values.ndim == 1:
+        return pa.array(values, from_pandas=values.dtype.kind not in "fc")  # NaN stays NaN; None, NaT are null
+    if values.dtype.kind in "biuf":
+        column = pa.array(np.ascontiguousarray(values).reshape(-1))
+        for size in reversed(values.shape[1:]):
+            column = pa.FixedSizeListArray.from_arrays(column, size)
+        return column
+    return pa.array(values.tolist(), from_pandas=True)
 
 
 def _jsonable(predictions: Any) -> Any:
