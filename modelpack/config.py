@@ -39,6 +39,24 @@ def env_int(name: str, default: int) -> int:
         raise ModelpackError(f"Environment variable {name} must be an integer, got {value!r}") from None
 
 
+def env_bool(name: str, default: bool) -> bool:
+    """A yes/no variable: 1/true/yes/on or 0/false/no/off (any case); unset or empty is ``default``."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    from .errors import ModelpackError
+
+    raise ModelpackError(f"Environment variable {name} must be 1 or 0 (true/false, yes/no, on/off), got {value!r}")
+
+
+#: MODELPACK_LOG_FORMAT / --log-format: every server log line as plain text or as one JSON object.
+LOG_FORMATS = ("plain", "json")
+
+
 def is_module_name(name: object) -> bool:
     """Whether ``name`` is an absolute dotted module name (``pkg.mod``)."""
     return isinstance(name, str) and bool(_MODULE_NAME.fullmatch(name))
@@ -116,6 +134,9 @@ class ServeConfig:
     preload: str = "auto"
     #: seconds between looks at the model URIs (``--watch``; 0: only SIGHUP reloads)
     watch_interval: int = 0
+    metrics: bool = True  #: GET /metrics (MODELPACK_METRICS, --no-metrics)
+    log_format: str = "plain"  #: MODELPACK_LOG_FORMAT, --log-format: plain or json
+    access_log: bool = True  #: one log line per request (MODELPACK_ACCESS_LOG, --no-access-log)
 
     @classmethod
     def from_env(cls, model_path: Path, **overrides: object) -> ServeConfig:
@@ -130,12 +151,20 @@ class ServeConfig:
             "log_level": env_str("MODELPACK_LOG_LEVEL", "info"),
             "preload": env_str("MODELPACK_PRELOAD", "auto").strip().lower() or "auto",
             "watch_interval": env_int("MODELPACK_WATCH_INTERVAL", 0),
+            "metrics": env_bool("MODELPACK_METRICS", True),
+            "log_format": env_str("MODELPACK_LOG_FORMAT", "plain").strip().lower() or "plain",
+            "access_log": env_bool("MODELPACK_ACCESS_LOG", True),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["preload"] not in PRELOAD_MODES:
             from .errors import ModelpackError
 
             raise ModelpackError(f"MODELPACK_PRELOAD must be one of {list(PRELOAD_MODES)}, got {values['preload']!r}")
+        if values["log_format"] not in LOG_FORMATS:
+            from .errors import ModelpackError
+
+            raise ModelpackError(f"MODELPACK_LOG_FORMAT must be one of {list(LOG_FORMATS)}, "
+                                 f"got {values['log_format']!r}")
         return cls(model_path=Path(model_path), **values)  # type: ignore[arg-type]
 
     def served_models(self) -> tuple[ServedModel, ...]:
@@ -162,4 +191,8 @@ class ServeConfig:
             "--worker-class", self.worker_class,
             "--log-level", self.log_level,
             *(["--watch-interval", str(self.watch_interval)] if self.watch_interval else []),
+            # observability: only when not the default (a serving environment's older modelpack takes the rest)
+            *(["--no-metrics"] if not self.metrics else []),
+            *(["--log-format", self.log_format] if self.log_format != "plain" else []),
+            *(["--no-access-log"] if not self.access_log else []),
         ]

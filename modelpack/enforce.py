@@ -219,7 +219,8 @@ def _row(index: pd.Index, positions: np.ndarray) -> str:
 def _missing_value(label: str | int, spec: ColSpec, index: pd.Index, positions: np.ndarray) -> InvalidInputError:
     return InvalidInputError(
         f"Required {_label(label)} ({spec.type}) has no value at {_row(index, positions)}; the model's signature "
-        "needs a value in every row of it (null, NaN, NA, an empty CSV field and a left-out key are missing values)"
+        "needs a value in every row of it (null, NaN, NA, an empty CSV field and a left-out key are missing values)",
+        columns=[label],
     )
 
 
@@ -227,7 +228,8 @@ def _not_finite(label: str | int, spec: ColSpec, index: pd.Index, values: np.nda
                 positions: np.ndarray) -> InvalidInputError:
     return InvalidInputError(
         f"C{_label(label)[1:]} holds {_show(values[positions[0]])} at {_row(index, positions)}; expected "
-        f"a finite {spec.type} (a number too large for a {spec.type}, such as 1e400, reads as infinity)"
+        f"a finite {spec.type} (a number too large for a {spec.type}, such as 1e400, reads as infinity)",
+        columns=[label],
     )
 
 
@@ -379,7 +381,8 @@ class _ColumnPlan:
         if missing:
             raise InvalidInputError(
                 f"Model is missing required input columns {quote_names(missing)}. "
-                f"Expected columns: {quote_names(self.names)}; received: {quote_names(labels)}"
+                f"Expected columns: {quote_names(self.names)}; received: {quote_names(labels)}",
+                columns=missing,
             )
         columns, changed = {}, False
         for name, spec in zip(self.names, self.specs, strict=True):
@@ -432,7 +435,7 @@ def _convert(series: pd.Series, spec: ColSpec, label: str | int) -> pd.Series:
     except _Refusal as refusal:
         raise InvalidInputError(
             f"Incompatible input for {_label(label)}: expected {spec.type}, received {series.dtype}"
-            f" ({refusal.args[0]})"
+            f" ({refusal.args[0]})", columns=[label]
         ) from None
 
 
@@ -455,10 +458,12 @@ def _tensor(value: Any, spec: TensorSpec, label: str) -> np.ndarray:
         if array.dtype == object and array.size and isinstance(array.flat[0], (list, np.ndarray)):
             array = np.stack(list(array))  # a DataFrame column holding one array per row
     except ValueError as exc:
-        raise InvalidInputError(f"Input{label} is not a rectangular array ({exc})") from None
+        raise InvalidInputError(f"Input{label} is not a rectangular array ({exc})",
+                                columns=[spec.name or ""]) from None
     shape, expected = array.shape, spec.shape
     if len(shape) != len(expected) or any(e not in (-1, a) for a, e in zip(shape, expected, strict=True)):
-        raise InvalidInputError(f"Shape of input{label} {shape} does not match expected shape {expected}")
+        raise InvalidInputError(f"Shape of input{label} {shape} does not match expected shape {expected}",
+                                columns=[spec.name or ""])
     source, target = array.dtype, spec.dtype
     if source == target or (source.kind == target.kind and source.kind in "US"):
         return array
@@ -471,7 +476,8 @@ def _tensor(value: Any, spec: TensorSpec, label: str) -> np.ndarray:
         raise _Refusal("no safe conversion")
     except _Refusal as refusal:
         raise InvalidInputError(
-            f"Incompatible input{label}: expected dtype {target}, received {source} ({refusal.args[0]})"
+            f"Incompatible input{label}: expected dtype {target}, received {source} ({refusal.args[0]})",
+            columns=[spec.name or ""],
         ) from None
 
 
@@ -503,7 +509,8 @@ class _TensorPlan:
         if missing:
             raise InvalidInputError(
                 f"Model is missing required input tensors {quote_names(missing)}. "
-                f"Expected tensors: {quote_names(self.names)}; received: {quote_names(data)}"
+                f"Expected tensors: {quote_names(self.names)}; received: {quote_names(data)}",
+                columns=missing,
             )
         return {s.name: _tensor(data[s.name], s, f" {s.name!r}") for s in self.specs}
 

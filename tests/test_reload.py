@@ -20,6 +20,7 @@ from sklearn.linear_model import ElasticNet
 import modelpack
 from modelpack.registry import register_model, set_alias
 
+
 @pytest.fixture
 def versions(tmp_path, diabetes, monkeypatch):
     """Two registered versions of 'diabetes' (in a new SQLite store) whose predictions differ; the alias

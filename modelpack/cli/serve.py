@@ -40,11 +40,18 @@ trust_loader_module_option = click.option(
                    "--watch-interval seconds and serve the version it names, as on SIGHUP.")
 @click.option("--watch-interval", type=click.IntRange(min=1), default=None, metavar="SECONDS",
               help="Seconds between looks with --watch (MODELPACK_WATCH_INTERVAL, default 10).")
+@click.option("--metrics/--no-metrics", default=None,
+              help="Serve Prometheus metrics at GET /metrics (MODELPACK_METRICS=0 turns them off; default on).")
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default=None,
+              help="Server log lines as plain text or one JSON object each (MODELPACK_LOG_FORMAT, default plain).")
+@click.option("--access-log/--no-access-log", default=None,
+              help="One log line per request, with its request id (MODELPACK_ACCESS_LOG=0 turns it off; default on).")
 @env_manager_option
 @python_option
 @trust_loader_module_option
 def serve(model_uris: list[tuple[str, str]], port: int | None, host: str | None, workers: int | None,
-          timeout: int | None, watch: bool, watch_interval: int | None, env_manager: str, python: str | None,
+          timeout: int | None, watch: bool, watch_interval: int | None, metrics: bool | None,
+          log_format: str | None, access_log: bool | None, env_manager: str, python: str | None,
           trusted_loader_modules: tuple[str, ...]) -> None:
     from ..config import ServeConfig, ServedModel, env_int, export_trusted_loader_modules
     from ..descriptor import ModelDescriptor
@@ -68,7 +75,8 @@ def serve(model_uris: list[tuple[str, str]], port: int | None, host: str | None,
     else:
         watch_interval = None
     config = ServeConfig.from_env(model_dir, models=tuple(models), port=port, host=host, workers=workers,
-                                  timeout=timeout, watch_interval=watch_interval)
+                                  timeout=timeout, watch_interval=watch_interval, metrics=metrics,
+                                  log_format=log_format, access_log=access_log)
     python = environment_python(model_dir, env_manager, python)
     argv = [python, "-m", "modelpack.server", *config.to_args()]
     sys.stdout.flush()

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import PRELOAD_MODES, ServeConfig, ServedModel
+from ..config import LOG_FORMATS, PRELOAD_MODES, ServeConfig, ServedModel
+from .load import load_app, load_app_in_worker
 
 logger = logging.getLogger("modelpack.server")
 
@@ -36,7 +37,7 @@ def config_from_args(ns: dict[str, Any]) -> ServeConfig:
     paths, names, uris = ns.pop("model"), ns.pop("name") or [], ns.pop("uri") or []
     if names and not (len(names) == len(paths) == len(uris)):
         raise SystemExit("python -m modelpack.server: each --model needs its --name and --uri")
-    models = tuple(ServedModel(n, p, u) for n, p, u in zip(names, paths, uris, strict=True))
+    models = tuple(ServedModel(n, p, u) for n, p, u in zip(names, paths, uris, strict=True)) if names else ()
     return ServeConfig.from_env(paths[0], models=models or None, **ns)
 
 
@@ -54,56 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level")
     parser.add_argument("--preload", choices=PRELOAD_MODES)
     parser.add_argument("--watch-interval", type=int)
+    parser.add_argument("--no-metrics", dest="metrics", action="store_const", const=False)
+    parser.add_argument("--log-format", choices=LOG_FORMATS)
+    parser.add_argument("--no-access-log", dest="access_log", action="store_const", const=False)
     # internal: modules (comma-separated) a ``--preload never`` master imports, for its workers to share
     parser.add_argument("--preimport", default="", help=argparse.SUPPRESS)
     return parser
-
-
-def load_app(config: ServeConfig) -> Any:
-    """The scoring app with its model loaded (ModelpackError if the model cannot be)."""
-    from .app import create_app
-
-    models, sources = load_models(config)
-    return create_app(models, config, sources)
-
-
-def load_models(config: ServeConfig) -> tuple[dict[str, Any], dict[str, str]]:
-    """Every model of ``config`` loaded, by name, and the URI each was named by (ModelpackError naming the
-    model that cannot be loaded, for a server of several)."""
-    import time
-
-    from ..errors import ModelpackError
-    from ..pyfunc import load_model
-
-    models: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    served = config.served_models()
-    for model in served:
-        started = time.perf_counter()
-        try:
-            models[model.name] = load_model(model.path)
-        except ModelpackError as exc:
-            if len(served) > 1:
-                exc.message = f"model {model.name!r} ({model.uri or model.path}): {exc.message}"
-            raise
-        sources[model.name] = model.uri or str(model.path)
-        logger.debug("Loaded model %r in %.3f s", model.name, time.perf_counter() - started)
-    return models, sources
-
-
-def load_app_in_worker(config: ServeConfig) -> Any:
-    """``load_app`` in a worker after fork; a model that cannot be loaded stops the server with exit code 3
-    (gunicorn's "worker failed to boot")."""
-    from ..errors import ModelpackError
-
-    try:
-        app = load_app(config)
-    except ModelpackError as exc:
-        logger.error("Error: %s", exc.message)
-        sys.exit(3)
-    gc.collect()
-    gc.freeze()  # as the master does (below): full collections need not walk the model
-    return app
 
 
 def share_cores(workers: int) -> None:
@@ -196,10 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         preimport = [name for name in ns.pop("preimport").split(",") if name]
         config = config_from_args(ns)
         share_cores(config.workers)
-        logging.basicConfig(
-            level=config.log_level.upper(),
-            format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-        )
+        from .observe import configure_logging
+
+        configure_logging(config.log_level, config.log_format)
+        if config.metrics:  # before anything imports prometheus_client, and before fork
+            from .metrics import prepare_directory
+
+            prepare_directory()
         from .gunicorn import ScoringServer
 
         if config.preload == "never":
@@ -234,12 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     where = "in each worker" if config.preload == "never" else "before fork"
-    served = config.served_models()
-    what = (str(config.model_path) if len(served) == 1
-            else f"{len(served)} models ({', '.join(m.name for m in served)})")
+    every = config.served_models()
+    what = (str(config.model_path) if len(every) == 1
+            else f"{len(every)} models ({', '.join(m.name for m in every)})")
     logger.info(
         "Serving %s on %s:%d with %d worker(s), model%s loaded %s",
-        what, config.host, config.port, config.workers, "s" if len(served) > 1 else "", where,
+        what, config.host, config.port, config.workers, "s" if len(every) > 1 else "", where,
     )
     # Everything loaded so far lives as long as the workers: keep the garbage collector from
     # walking (and so writing to, and un-sharing) the pages they inherit from this process.

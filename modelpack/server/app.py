@@ -11,8 +11,9 @@ from .. import __version__
 from ..config import ServeConfig
 from ..errors import EndpointNotFoundError, InputMismatchError, InvalidInputError, quote
 from .decode import RequestDecoder
-from .encode import encode_predictions
+from .encode import encode_as, encode_predictions, response_type
 from .errors import payload_too_large, to_response
+from .observe import ROWS_KEY, row_count
 
 JSON = "application/json"
 #: ``app.extensions`` key of the app's :class:`Readiness` (gunicorn.py runs its check as each worker starts).
@@ -41,7 +42,9 @@ class Endpoint:
         if length is None and len(request.get_data()) >= limit and request.environ["wsgi.input"].read(1):
             # chunked: MAX_CONTENT_LENGTH stops reading at the limit without an error; a byte more is too large
             raise payload_too_large(limit)
+        answer_type = response_type(request.headers.get("Accept"))  # JSON unless Accept asks (406 before predicting)
         data, params = self.decode(request.content_type, request.get_data(cache=False))
+        request.environ[ROWS_KEY] = row_count(data)  # for the metrics and the access log (observe.py)
         try:
             predictions = self.model.predict(data, params=params)
         except InvalidInputError as exc:
@@ -49,9 +52,9 @@ class Endpoint:
             # MLflow's code for a failed schema enforcement; faults of the body itself (the decoder's) stay
             # BAD_REQUEST
             if type(exc) is InvalidInputError:
-                raise InputMismatchError(exc.message, exc.detail) from exc
+                raise InputMismatchError(exc.message, exc.detail, exc.columns) from exc
             raise
-        return Response(encode_predictions(predictions), mimetype=JSON)
+        return Response(encode_as(predictions, answer_type), mimetype=answer_type)
 
     def ready_response(self) -> Response:
         """200 once this model answered its serving example in this worker, else 503 saying why."""
@@ -76,7 +79,7 @@ def create_app(models: Any, config: ServeConfig, sources: dict[str, str] | None 
     if not isinstance(models, dict):
         models = {config.served_models()[0].name: models}
     sources = sources or {}
-    app = Flask("modelpack.server")
+    app = Flask("modelpack.server", static_folder=None)  # page.py serves static/ (its files only, with a CSP)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     version = __version__.encode()
     endpoints = {name: Endpoint(name, model, config, sources.get(name)) for name, model in models.items()}
@@ -97,8 +100,14 @@ def create_app(models: Any, config: ServeConfig, sources: dict[str, str] | None 
                                         f"and /models/<name>/metadata with a name of {sorted(endpoints)}")
         return only
 
+    @app.get("/health/live", provide_automatic_options=False)
+    def live() -> Response:
+        # the worker answers: no model call (Kubernetes' livenessProbe: a restart cannot fix a failing model)
+        return Response(b'{"status":"ok"}', mimetype=JSON)
+
     @app.get("/ping", provide_automatic_options=False)
     @app.get("/health", provide_automatic_options=False)
+    @app.get("/health/ready", provide_automatic_options=False)  # Kubernetes' readinessProbe
     def ping() -> Response:
         if not readiness.ready:
             readiness.check()  # normally done already, as the worker started (gunicorn.py)
@@ -141,9 +150,15 @@ def create_app(models: Any, config: ServeConfig, sources: dict[str, str] | None 
     def model_ready(name: str) -> Response:
         return endpoint(name).ready_response()
 
+    from .openapi import openapi_body
+    from .page import add_page_routes
+
+    # GET / (a page to try the models), /static/<file>, and /openapi.json made once here from the models' metadata
+    add_page_routes(app, openapi_body([(name, e.metadata) for name, e in endpoints.items()]))
+
     @app.errorhandler(Exception)
     def handle_error(exc: Exception) -> Response:
-        status, body = to_response(exc)
+        status, body = to_response(exc, request.environ)  # a 5xx's error id is the request id
         return Response(body, status=status, mimetype=JSON)
 
     # Werkzeug answers some errors before routing (e.g. 405 on HEAD); keep those JSON too. OPTIONS is no route

@@ -33,6 +33,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
 from ..config import ServeConfig, ServedModel
+from .observe import gunicorn_logger_class
 
 logger = logging.getLogger("modelpack.server")
 
@@ -96,6 +97,24 @@ def warm_up(worker: Worker) -> None:
 def post_worker_init(worker: Worker) -> None:
     sigint_stops_worker_gracefully(worker)
     warm_up(worker)
+    announce = getattr(worker.wsgi, "announce", None)  # observe.py: this worker's model info and load times
+    if announce is not None:
+        announce()
+
+
+def pre_fork(arbiter: Arbiter, worker: Worker) -> None:
+    """In the master, before it forks ``worker``: a slot on the connection board (balance.py) no live worker has."""
+    board = getattr(arbiter.app, "board", None)
+    if board is not None:
+        used = {getattr(w, "board_slot", None) for w in arbiter.WORKERS.values()}
+        worker.board_slot = board.claim({slot for slot in used if slot is not None})
+
+
+def child_exit(arbiter: Arbiter, worker: Worker) -> None:
+    """In the master, as it reaps a worker: the metrics forget its live gauges and count the restart."""
+    from .metrics import worker_exited
+
+    worker_exited(arbiter, worker)
 
 
 class ScoringServer(BaseApplication):
@@ -109,6 +128,10 @@ class ScoringServer(BaseApplication):
         self.load_app = load_app
         self.serve_config = config
         self.next_watch = time.monotonic() + config.watch_interval if config.watch_interval else None
+        from .balance import ConnectionBoard
+
+        # new workers start while old ones drain (a reload): room for both
+        self.board = ConnectionBoard(2 * config.workers)
         super().__init__()
 
     # -- reload: SIGHUP, or --watch ---------------------------------------------------------------------------
@@ -140,7 +163,7 @@ class ScoringServer(BaseApplication):
             self.serve_config = config
             logger.info("Reloaded: new workers load %s", describe_models(config))
             return
-        from .__main__ import load_app
+        from .load import load_app
 
         gc.unfreeze()  # let the models loaded before be collected once no worker refers to them
         app = load_app(config)
@@ -178,7 +201,11 @@ class ScoringServer(BaseApplication):
             "errorlog": "-",
             "proc_name": f"modelpack[{c.model_path.name}]",
             "post_worker_init": post_worker_init,
+            "pre_fork": pre_fork,
+            "logger_class": gunicorn_logger_class(),  # gunicorn's own lines in the server's format
         }
+        if c.metrics:
+            settings["child_exit"] = child_exit
         if "control_socket_disable" in self.cfg.settings:
             # gunicorn 27's control socket sits at one path per user (~/.gunicorn/gunicorn.ctl), shared by
             # every server on the machine; modelpack does not use it.
@@ -218,7 +245,7 @@ def check_loads_in_child(config: ServeConfig) -> None:
     if pid == 0:  # pragma: no cover - the child's result is its exit status
         code = 1
         try:
-            from .__main__ import load_models
+            from .load import load_models
 
             load_models(config)
             code = 0

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 import os
 import selectors
 import signal
 import socket
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from gunicorn import http, util
@@ -43,7 +43,11 @@ from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 from gunicorn.workers.base import Worker
 
 from ..config import DEFAULT_MAX_BODY_BYTES
+from ..errors import ModelpackError
+from .balance import MAX_YIELDS, YIELD_SECONDS
+from .errors import REQUEST_ID_KEY
 from .framing import FramingError, request_end
+from .observe import head_info, request_id_from, reset_request_id, set_request_id
 
 HEADER_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its headers
 BODY_IDLE_TIMEOUT = 10.0  # longest pause while a body arrives
@@ -126,7 +130,19 @@ class BufferingWorker(Worker):
         self.selector = selectors.DefaultSelector()
         self.connections: dict[int, _Connection] = {}
         self.accepting = False
+        self._environ: dict[str, Any] | None = None  # of the request the app is handling
+        # balance.py: the connection counts of all workers, and this worker's slot (given by the master)
+        self.board = getattr(self.app, "board", None)
+        self.board_slot: int | None = getattr(self, "board_slot", None)
+        if self.board is None or self.board_slot is None:
+            self.board = None
+        self.accept_resume = 0.0  # no accepting before this time (balance.py: yielding to a less loaded worker)
+        self.yields = 0
         super().init_process()
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        signal.signal(signal.SIGALRM, _raise_timeout)  # once; each request only arms the timer
 
     # -- the loop -------------------------------------------------------------------------------------------------
 
@@ -136,7 +152,8 @@ class BufferingWorker(Worker):
         self._set_accepting(True)
         while self.alive:
             self.notify()
-            self._set_accepting(len(self.connections) < self.cfg.worker_connections)
+            self._set_accepting(len(self.connections) < self.cfg.worker_connections
+                                and time.monotonic() >= self.accept_resume)
             self._poll(self._wait_time())
             self._expire(time.monotonic())
             if self.ppid != os.getppid():
@@ -164,9 +181,9 @@ class BufferingWorker(Worker):
                 self._receive(conn)
 
     def _wait_time(self) -> float:
-        if not self.connections:
-            return 1.0
-        soonest = min(c.deadline for c in self.connections.values())
+        soonest = min((c.deadline for c in self.connections.values()), default=math.inf)
+        if not self.accepting:
+            soonest = min(soonest, self.accept_resume)
         return max(0.0, min(1.0, soonest - time.monotonic()))
 
     def _drain(self) -> None:
@@ -203,6 +220,8 @@ class BufferingWorker(Worker):
 
     def _accept(self, listener: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):
+            if self.board is not None and self._should_yield():
+                break
             try:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -219,12 +238,36 @@ class BufferingWorker(Worker):
             conn = _Connection(sock, addr, listener.getsockname(), time.monotonic() + self.cfg.keepalive)
             self.connections[sock.fileno()] = conn
             self.selector.register(sock, selectors.EVENT_READ, conn)
+            if self.board is not None:
+                self.board.publish(self.board_slot, len(self.connections))
+
+    def _should_yield(self) -> bool:
+        """Whether to leave the next connection to a worker holding fewer (balance.py); after MAX_YIELDS turns
+        in a row, accept anyway. Yielding stops accepting for YIELD_SECONDS."""
+        assert self.board is not None and self.board_slot is not None
+        least = self.board.least_other(self.board_slot)
+        if least is None or len(self.connections) <= least or self.yields >= MAX_YIELDS:
+            self.yields = 0
+            return False
+        self.yields += 1
+        self.accept_resume = time.monotonic() + YIELD_SECONDS
+        self._set_accepting(False)
+        return True
+
+    def _should_shed(self) -> bool:
+        """Whether to close this connection after its answer: this worker holds two or more connections more than
+        the least loaded one (the client reconnects, and balance.py sends it there)."""
+        assert self.board is not None and self.board_slot is not None
+        least = self.board.least_other(self.board_slot)
+        return least is not None and len(self.connections) > least + 1
 
     def _close(self, conn: _Connection) -> None:
         fd = conn.sock.fileno()
         if fd >= 0:
             self.selector.unregister(conn.sock)
             self.connections.pop(fd, None)
+            if self.board is not None:
+                self.board.publish(self.board_slot, len(self.connections))
         util.close(conn.sock)
 
     def _watch(self, conn: _Connection, events: int) -> None:
@@ -355,42 +398,44 @@ class BufferingWorker(Worker):
         """Parse one complete request with gunicorn's parser and run the app; the answer goes to ``outbuf``."""
         sock = _BufferedSocket(raw, conn)
         req = None
-        limit = max(0.5, self.cfg.timeout - 1.0)
-        signal.signal(signal.SIGALRM, _raise_timeout)
-        signal.setitimer(signal.ITIMER_REAL, limit)  # before gunicorn's master kills a silent worker
+        started = time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, max(0.5, self.cfg.timeout - 1.0))  # before the master kills us
         try:
             req = next(iter(http.get_parser(self.cfg, sock, conn.addr)))
             self._run_app(req, sock, conn)
         except _RequestTimedOut:
             # Interrupted wherever it was (possibly inside a library): answer, then replace this worker.
+            request = self._request_info(conn, raw)
+            token = set_request_id(request[2])
             self.log.error("A request ran past the %d s timeout; answering 504 and restarting the worker",
                            self.cfg.timeout)
+            reset_request_id(token)
             self.alive = False
             conn.outbuf.clear()
             self._refuse(conn, 504, f"The prediction did not finish within the server's timeout of "
-                                    f"{self.cfg.timeout} s (--timeout / MODELPACK_TIMEOUT)")
+                                    f"{self.cfg.timeout} s (--timeout / MODELPACK_TIMEOUT)", request, started)
         except Exception as exc:
-            self._answer_error(conn, req, exc)
+            self._answer_error(conn, raw, exc, started)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            self._environ = None
 
     def _run_app(self, req: Any, sock: _BufferedSocket, conn: _Connection) -> None:
         self.cfg.pre_request(self, req)
-        started = datetime.now()
         resp, environ = wsgi.create(req, sock, conn.addr, conn.server, self.cfg)
+        self._environ = environ
         self.nr += 1
         if self.nr >= self.max_requests:
             self.log.info("Autorestarting worker after current request.")
             self.alive = False
-        if not self.alive:
+        if not self.alive or (self.board is not None and self._should_shed()):
             resp.force_close()
         respiter: Iterable[bytes] = self.wsgi(environ, resp.start_response)
         try:
             for item in respiter:
                 resp.write(item)
             resp.close()
-        finally:
-            self.log.access(resp, req, environ, datetime.now() - started)
+        finally:  # the access log line is observe.py's (gunicorn's own is off)
             close = getattr(respiter, "close", None)
             if close is not None:
                 close()
@@ -401,34 +446,68 @@ class BufferingWorker(Worker):
         if resp.should_close():
             conn.close_after_write = True
 
-    def _answer_error(self, conn: _Connection, req: Any, exc: Exception) -> None:
+    def _answer_error(self, conn: _Connection, raw: bytes, exc: Exception, started: float) -> None:
         """A request the parser refused (the client's mistake), or a failure outside the app (ours)."""
         from gunicorn.http import errors as gerrors
 
-        if isinstance(exc, LimitRequestLine):
-            status = 414
-        elif isinstance(exc, LimitRequestHeaders):
-            status = 431
-        elif isinstance(exc, gerrors.ParseException):
-            status = 501 if type(exc).__name__ == "UnsupportedTransferCoding" else 400
-        else:
-            self.log.exception("Error handling request")
-            status = 500
-        if status < 500:
-            self.log.warning("Invalid request from %s: %s", conn.addr, exc)
+        request = self._request_info(conn, raw)
+        token = set_request_id(request[2])
+        try:
+            if isinstance(exc, LimitRequestLine):
+                status = 414
+            elif isinstance(exc, LimitRequestHeaders):
+                status = 431
+            elif isinstance(exc, gerrors.ParseException):
+                status = 501 if type(exc).__name__ == "UnsupportedTransferCoding" else 400
+            else:
+                self.log.exception("Error handling request")
+                status = 500
+            if status < 500:
+                self.log.warning("Invalid request from %s: %s", conn.addr, exc)
+        finally:
+            reset_request_id(token)
         self._refuse(conn, status, f"{_REASONS.get(status, 'Error')}: {exc}" if status < 500 else
-                     "modelpack failed while handling the request; see the server log")
+                     f"modelpack failed while handling the request; see the server log under request id "
+                     f"{request[2]}", request, started)
 
-    def _refuse(self, conn: _Connection, status: int, message: str) -> None:
-        """Answer ``status`` with a JSON error body and close the connection once it is sent."""
+    def _request_info(self, conn: _Connection, raw: bytes | bytearray | None = None) -> tuple[str, str, str]:
+        """Method, path and request id of the request being refused: the app's environ when it ran, else what
+        its bytes (``raw``, or the connection's buffer) show; a new id when the client sent none."""
+        environ = self._environ
+        if environ is not None:
+            request_id = environ.get(REQUEST_ID_KEY) or request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+            return environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), request_id
+        method, path, request_id = head_info(conn.inbuf if raw is None else raw)
+        return method, path, request_id_from(request_id)
+
+    def _refuse(self, conn: _Connection, status: int, message: str, request: tuple[str, str, str] | None = None,
+                started: float | None = None) -> None:
+        """Answer ``status`` with a JSON error body (and the request's ``X-Request-ID``) and close the connection
+        once it is sent; the answer is counted and access-logged (observe.py) like the app's."""
         from ..errors import for_http_status
         from .errors import error_body
 
-        body = error_body(for_http_status(status, message).error_code, message[:1000])
+        method, path, request_id = request or self._request_info(conn)
+        error = for_http_status(status, message)
+        body = error_body(error.error_code, message[:1000])
         head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1")
+                f"Content-Length: {len(body)}\r\nX-Request-ID: {request_id}\r\nConnection: close\r\n\r\n"
+                ).encode("latin-1")
+        began = started or conn.started or time.monotonic()
         conn.inbuf.clear()
         conn.outbuf += head + body
         conn.close_after_write = True
         conn.started = 0.0
+        self._record(conn, method, path, status, time.monotonic() - began, request_id, error)
         self._flush(conn)
+
+    def _record(self, conn: _Connection, method: str, path: str, status: int, seconds: float, request_id: str,
+                error: ModelpackError) -> None:
+        record = getattr(self.wsgi, "record_answer", None)
+        if record is None:
+            return
+        client = conn.addr[0] if isinstance(conn.addr, tuple) and conn.addr else None
+        try:
+            record(method, path, status, seconds, request_id, error, client)
+        except Exception:  # counting must never stop an answer
+            self.log.exception("Could not record the answer")
